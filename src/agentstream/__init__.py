@@ -1,0 +1,79 @@
+"""agentstream: LLM agents as consumers of Kafka topics and SQS queues.
+
+Exactly-once decisions and effects on top of at-least-once delivery.
+"""
+
+from agentstream.agent import AgentSpec, Budget, NonDeterminismPolicy, Ordering
+from agentstream.app import App
+from agentstream.config import RuntimeConfig
+from agentstream.context import Context
+from agentstream.event import Event, Message, OutgoingRecord, TopicPartition
+from agentstream.failures import (
+    AgentStreamError,
+    BudgetExceededError,
+    ConfigurationError,
+    ContextOverflowError,
+    EffectOutcomeUnknown,
+    FailureClass,
+    FencedError,
+    InvalidOutputError,
+    NonDeterminismError,
+    OversizedPayload,
+    PoisonError,
+    PolicyViolationError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimitedError,
+    RefusalError,
+    Retry,
+    SchemaInvalidPayload,
+    SemanticError,
+    TransientError,
+    UndecodablePayload,
+)
+from agentstream.llm.base import LLMProvider, LLMRequest, LLMResponse, ToolCall, Usage
+from agentstream.middleware import Middleware
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgentSpec",
+    "AgentStreamError",
+    "App",
+    "Budget",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "Context",
+    "ContextOverflowError",
+    "EffectOutcomeUnknown",
+    "Event",
+    "FailureClass",
+    "FencedError",
+    "InvalidOutputError",
+    "LLMProvider",
+    "LLMRequest",
+    "LLMResponse",
+    "Message",
+    "Middleware",
+    "NonDeterminismError",
+    "NonDeterminismPolicy",
+    "Ordering",
+    "OutgoingRecord",
+    "OversizedPayload",
+    "PoisonError",
+    "PolicyViolationError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "RateLimitedError",
+    "RefusalError",
+    "Retry",
+    "RuntimeConfig",
+    "SchemaInvalidPayload",
+    "SemanticError",
+    "ToolCall",
+    "TopicPartition",
+    "TransientError",
+    "UndecodablePayload",
+    "Usage",
+    "__version__",
+]

@@ -1,0 +1,190 @@
+"""An agent's declaration: where it reads, how it identifies, orders, decodes and retries.
+
+:class:`AgentSpec` is what ``@app.agent(...)`` builds; it is immutable and validated when the
+decorator runs, so a misconfigured agent fails at import time with a clear message, not on the
+first message.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import json
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel
+
+from agentstream.event import IdentitySpec, Message
+from agentstream.failures import (
+    ConfigurationError,
+    OversizedPayload,
+    PoisonError,
+    Retry,
+    SchemaInvalidPayload,
+    UndecodablePayload,
+)
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class NonDeterminismPolicy(enum.StrEnum):
+    """What to do when a resumed step's request differs from the recorded one.
+
+    Every policy reports the mismatch (log line, metric, journal note); they differ in what
+    happens next.
+    """
+
+    DEAD_LETTER = "dead_letter"
+    """Stop the event and dead-letter it with both fingerprints (default)."""
+    RERUN = "rerun"
+    """Execute the step again and record the new result (never for an effect already started)."""
+    USE_RECORDED = "use_recorded"
+    """Return the recorded result as if the request had matched."""
+
+
+class Ordering(enum.StrEnum):
+    """How a dead letter affects later events of the same key."""
+
+    KEY = "key"
+    """Per-key order; a dead-lettered event does not hold back later ones."""
+    STRICT = "strict"
+    """Per-key order; after a dead letter, later events of the key are parked until redrive."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per-event ceilings; work that exceeds one is dead-lettered as ``budget_exceeded``.
+
+    Attributes:
+        max_llm_calls: Most model calls one event may make (all attempts together).
+        max_tokens: Most tokens (prompt plus completion) one event may use.
+        max_cost_usd: Most money one event may spend.
+    """
+
+    max_llm_calls: int | None = 50
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent as declared with ``@app.agent``.
+
+    Attributes:
+        name: Agent name (journal namespace, consumer group suffix, metrics label).
+        handler: ``async def handler(ctx, payload)``.
+        source: Topic or queue to consume.
+        key: Ordering key function of the decoded payload (default: the record key).
+        identity: Identity setting (default: CloudEvents id header, else coordinates).
+        input_type: Type the payload decodes to (from the handler's annotation).
+        output: Topic for return values and ``ctx.emit`` (None: no outputs).
+        concurrency: Most keys processed at once.
+        retry: Retry policy for transient failures.
+        dead_letter: Topic for dead-letter records (the journal keeps them regardless).
+        version: Entity version function for stale-event detection.
+        agent_version: Version of the agent's code and prompts, recorded in dead letters.
+        model: Default model for ``ctx.llm``.
+        prompt_version: Default prompt version recorded with decisions.
+        max_payload_bytes: Larger payloads are poison.
+        nondeterminism: Policy for fingerprint mismatches on resume.
+        budget: Per-event ceilings.
+        ordering: ``key`` or ``strict`` (park a key behind its dead letter).
+        group: Consumer group (default ``<app>.<agent>``).
+    """
+
+    name: str
+    handler: Handler
+    source: str
+    key: Callable[[Any], Any] | None = None
+    identity: IdentitySpec = None
+    input_type: Any = None
+    output: str | None = None
+    concurrency: int = 16
+    retry: Retry = field(default_factory=Retry)
+    dead_letter: str | None = None
+    version: Callable[[Any], Any] | None = None
+    agent_version: str = "1"
+    model: str = "sim-1"
+    prompt_version: str | None = None
+    max_payload_bytes: int = 1_048_576
+    nondeterminism: NonDeterminismPolicy = NonDeterminismPolicy.DEAD_LETTER
+    budget: Budget = field(default_factory=Budget)
+    ordering: Ordering = Ordering.KEY
+    group: str | None = None
+
+    def __post_init__(self) -> None:
+        if not inspect.iscoroutinefunction(self.handler):
+            raise ConfigurationError(f"agent {self.name!r}: the handler must be `async def`")
+        if self.concurrency < 1:
+            raise ConfigurationError(f"agent {self.name!r}: concurrency must be at least 1")
+        if not self.source:
+            raise ConfigurationError(f"agent {self.name!r}: a source topic is required")
+        if self.max_payload_bytes < 1:
+            raise ConfigurationError(f"agent {self.name!r}: max_payload_bytes must be positive")
+
+    def decode(self, message: Message) -> Any:
+        """Decode and validate a message's value into the agent's input type.
+
+        Raises:
+            OversizedPayload: The value is larger than ``max_payload_bytes``.
+            UndecodablePayload: The bytes are not valid text or JSON.
+            SchemaInvalidPayload: The JSON does not satisfy the input model.
+        """
+        value = message.value
+        if len(value) > self.max_payload_bytes:
+            raise OversizedPayload(
+                f"payload of {len(value)} bytes exceeds the agent's limit of "
+                f"{self.max_payload_bytes} bytes"
+            )
+        target = self.input_type
+        if target is bytes:
+            return value
+        if target is str:
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UndecodablePayload(f"payload is not UTF-8: {exc}") from exc
+        if target in (None, Any, dict, object):
+            try:
+                return json.loads(value)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise UndecodablePayload(f"payload is not valid JSON: {exc}") from exc
+        return _validate(target, value)
+
+
+def _validate(target: Any, value: bytes) -> Any:
+    try:
+        if isinstance(target, type) and issubclass(target, BaseModel):
+            return target.model_validate_json(value)
+        return pydantic.TypeAdapter(target).validate_json(value)
+    except pydantic.ValidationError as exc:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            raise UndecodablePayload(
+                f"payload is not valid JSON: {exc.errors()[0]['msg']}"
+            ) from exc
+        name = getattr(target, "__name__", str(target))
+        raise SchemaInvalidPayload(f"payload does not match {name}: {exc}") from exc
+
+
+def input_type_of(handler: Handler) -> Any:
+    """The annotated type of a handler's second parameter (the payload), or None."""
+    params = list(inspect.signature(handler).parameters.values())
+    if len(params) < 2:
+        raise ConfigurationError(
+            f"handler {handler.__name__} must take (ctx, payload); it takes {len(params)} "
+            "parameter(s)"
+        )
+    try:
+        hints = typing.get_type_hints(handler)
+    except (NameError, TypeError):
+        hints = {}
+    return hints.get(params[1].name)
+
+
+def is_poison(exc: BaseException) -> bool:
+    """Whether a decode error makes the message poison."""
+    return isinstance(exc, PoisonError)

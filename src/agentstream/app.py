@@ -1,0 +1,268 @@
+"""The App: the front door where agents are declared and run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agentstream.agent import (
+    AgentSpec,
+    Budget,
+    Handler,
+    NonDeterminismPolicy,
+    Ordering,
+    input_type_of,
+)
+from agentstream.backends import DEFAULT_URL, Backends, scheme_of
+from agentstream.config import RuntimeConfig
+from agentstream.event import IdentitySpec
+from agentstream.failures import ConfigurationError, Retry
+from agentstream.llm.base import LLMProvider
+from agentstream.middleware import Middleware, MiddlewareStack
+from agentstream.runtime.relay import OutboxRelay
+from agentstream.runtime.worker import AgentWorker
+
+log = logging.getLogger("agentstream.app")
+
+ProviderSpec = LLMProvider | Callable[[], LLMProvider] | None
+
+
+class App:
+    """An agentstream application: a set of agents, a broker, a journal and an LLM provider.
+
+    Args:
+        name: Application name (prefix of consumer groups).
+        broker: Transport URL; default ``$AGENTSTREAM_BROKER`` or ``sqlite:///agentstream.db``
+            (the embedded log).
+        store: Journal URL; default ``$AGENTSTREAM_STORE``, else the broker's SQLite file when
+            the broker is embedded, else ``sqlite:///agentstream.db``.
+        llm: LLM provider, or a zero-argument factory called once per worker process.
+        middleware: Middleware, in order.
+        config: Runtime settings.
+
+    Example::
+
+        app = agentstream.App("support")
+
+        @app.agent(source="tickets", key=lambda t: t.customer_id, output="triage")
+        async def triage(ctx: agentstream.Context, ticket: Ticket) -> Triage:
+            return await ctx.llm.parse(Triage, system=PROMPT, user=ticket.text)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        broker: str | None = None,
+        store: str | None = None,
+        llm: ProviderSpec = None,
+        middleware: Sequence[Middleware] = (),
+        config: RuntimeConfig | None = None,
+    ) -> None:
+        if not name:
+            raise ConfigurationError("App needs a name")
+        self.name = name
+        self.broker_url = broker or os.environ.get("AGENTSTREAM_BROKER") or DEFAULT_URL
+        self.store_url = (
+            store
+            or os.environ.get("AGENTSTREAM_STORE")
+            or (self.broker_url if scheme_of(self.broker_url) == "sqlite" else DEFAULT_URL)
+        )
+        self._llm = llm
+        self._provider: LLMProvider | None = None
+        self.middleware = MiddlewareStack(middleware)
+        self.config = config or RuntimeConfig()
+        self.agents: dict[str, AgentSpec] = {}
+
+    def __repr__(self) -> str:
+        return f"App({self.name!r}, broker={self.broker_url!r}, store={self.store_url!r})"
+
+    def agent(
+        self,
+        *,
+        source: str,
+        name: str | None = None,
+        key: Callable[[Any], Any] | None = None,
+        identity: IdentitySpec = None,
+        output: str | None = None,
+        concurrency: int = 16,
+        retry: Retry | None = None,
+        dead_letter: str | None = None,
+        version: Callable[[Any], Any] | None = None,
+        agent_version: str = "1",
+        model: str = "sim-1",
+        prompt_version: str | None = None,
+        max_payload_bytes: int = 1_048_576,
+        nondeterminism: NonDeterminismPolicy | str = NonDeterminismPolicy.DEAD_LETTER,
+        budget: Budget | None = None,
+        ordering: Ordering | str = Ordering.KEY,
+        group: str | None = None,
+        input_type: Any = None,
+    ) -> Callable[[Handler], Handler]:
+        """Declare an agent consuming ``source``.
+
+        Args:
+            source: Topic or queue to consume.
+            name: Agent name (default: the function's name).
+            key: Ordering key function of the payload (default: the record key).
+            identity: ``"header:NAME"`` or a function of the payload (default: the CloudEvents
+                ``id`` header, else source coordinates, which miss producer duplicates).
+            output: Topic for the return value and ``ctx.emit`` records.
+            concurrency: Most keys in flight at once.
+            retry: Retry policy for transient failures.
+            dead_letter: Topic for dead-letter records.
+            version: Entity version function; older or equal versions are skipped as stale.
+            agent_version: Version of the agent's code and prompts.
+            model: Default model for ``ctx.llm``.
+            prompt_version: Default prompt version recorded with decisions.
+            max_payload_bytes: Larger payloads are dead-lettered as poison.
+            nondeterminism: Policy for fingerprint mismatches on resume.
+            budget: Per-event ceilings on model calls, tokens and cost.
+            ordering: ``key``, or ``strict`` to park a key behind its dead letter.
+            group: Consumer group (default ``<app>.<agent>``).
+            input_type: Payload type (default: the handler's annotation; JSON when absent).
+        """
+
+        def register(handler: Handler) -> Handler:
+            agent_name = name or handler.__name__
+            if agent_name in self.agents:
+                raise ConfigurationError(f"agent {agent_name!r} is declared twice")
+            spec = AgentSpec(
+                name=agent_name,
+                handler=handler,
+                source=source,
+                key=key,
+                identity=identity,
+                input_type=input_type if input_type is not None else input_type_of(handler),
+                output=output,
+                concurrency=concurrency,
+                retry=retry or Retry(),
+                dead_letter=dead_letter,
+                version=version,
+                agent_version=agent_version,
+                model=model,
+                prompt_version=prompt_version,
+                max_payload_bytes=max_payload_bytes,
+                nondeterminism=NonDeterminismPolicy(nondeterminism),
+                budget=budget or Budget(),
+                ordering=Ordering(ordering),
+                group=group,
+            )
+            self.agents[agent_name] = spec
+            return handler
+
+        return register
+
+    def group_of(self, spec: AgentSpec) -> str:
+        """The consumer group of an agent."""
+        return spec.group or f"{self.name}.{spec.name}"
+
+    def provider(self) -> LLMProvider | None:
+        """This process's LLM provider (factories are called once)."""
+        if self._provider is None and self._llm is not None:
+            self._provider = self._llm if isinstance(self._llm, LLMProvider) else self._llm()
+        return self._provider
+
+    def backends(self) -> Backends:
+        """Fresh backends for this process."""
+        return Backends(self.broker_url, self.store_url, self.config)
+
+    def select(self, names: Sequence[str] | None) -> list[AgentSpec]:
+        """The agents named (all when None)."""
+        if not self.agents:
+            raise ConfigurationError(f"app {self.name!r} declares no agents")
+        if not names:
+            return list(self.agents.values())
+        missing = [n for n in names if n not in self.agents]
+        if missing:
+            raise ConfigurationError(
+                f"unknown agent(s) {missing}; app {self.name!r} has {sorted(self.agents)}"
+            )
+        return [self.agents[n] for n in names]
+
+    async def run(
+        self,
+        *,
+        agents: Sequence[str] | None = None,
+        stop: asyncio.Event | None = None,
+        install_signal_handlers: bool = True,
+        on_started: Callable[[list[AgentWorker]], None] | None = None,
+    ) -> None:
+        """Run the agents until ``stop`` is set or SIGINT/SIGTERM arrives.
+
+        Args:
+            agents: Names of agents to run (default: all).
+            stop: Event that ends the run.
+            install_signal_handlers: Stop on SIGINT/SIGTERM.
+            on_started: Called with the workers once they are built (tests, status).
+        """
+        specs = self.select(agents)
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, stop.set)
+        backends = self.backends()
+        store = backends.store()
+        await store.open()
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        relay_transport = backends.transport()
+        await relay_transport.start()
+        relay = OutboxRelay(store, relay_transport, owner=owner, lease_s=self.config.lease_s)
+        relay_stop = asyncio.Event()
+        workers = [
+            AgentWorker(
+                spec,
+                backends.transport(),
+                store,
+                self.provider(),
+                self.middleware,
+                self.config,
+                owner=owner,
+                group=self.group_of(spec),
+                relay=relay,
+            )
+            for spec in specs
+        ]
+        if on_started is not None:
+            on_started(workers)
+        relay_task = asyncio.create_task(relay.run(relay_stop), name="outbox-relay")
+        tasks = [asyncio.create_task(w.run(), name=f"worker:{w.spec.name}") for w in workers]
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    log.error("worker failed: %r", task.exception())
+        finally:
+            for w in workers:
+                w.stop()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            stopper.cancel()
+            relay_stop.set()
+            await asyncio.gather(relay_task, return_exceptions=True)
+            await relay_transport.close()
+            provider = self._provider
+            if provider is not None:
+                await provider.aclose()
+                self._provider = None
+            await store.close()
+            if install_signal_handlers:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.remove_signal_handler(sig)
+        errors = [
+            r
+            for r in results
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+        ]
+        if errors:
+            raise errors[0]

@@ -1,0 +1,130 @@
+"""Backends from URLs: which journal and which transport an App uses.
+
+* ``sqlite:///agentstream.db`` (relative), ``sqlite:////var/lib/agentstream.db`` (absolute), or a
+  bare file path: the embedded log and/or the SQLite journal.
+* ``kafka://host:9092[,host2:9092][?librdkafka.setting=value...]``: Kafka transport.
+* ``postgresql://user@host/db``: PostgreSQL journal.
+* ``sqs://[endpoint-host:port][?region=...]``: SQS transport.
+
+Each scheme maps to a factory; backends that need optional packages are imported only when used.
+One :class:`Backends` object per process owns the connections: an embedded log and a SQLite
+journal on the same file share one database thread.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agentstream.config import RuntimeConfig
+from agentstream.failures import ConfigurationError
+from agentstream.journal.base import Store
+from agentstream.sqlite_db import SqliteDatabase
+from agentstream.transports.base import Transport
+
+DEFAULT_URL = "sqlite:///agentstream.db"
+
+TransportFactory = Callable[[str, RuntimeConfig, "Backends"], Transport]
+StoreFactory = Callable[[str, "Backends"], Store]
+
+_TRANSPORTS: dict[str, str] = {
+    "sqlite": "agentstream.transports.embedded:from_url",
+    "kafka": "agentstream.transports.kafka:from_url",
+    "sqs": "agentstream.transports.sqs:from_url",
+}
+_STORES: dict[str, str] = {
+    "sqlite": "agentstream.journal.sqlite:from_url",
+    "postgresql": "agentstream.journal.postgres:from_url",
+    "postgres": "agentstream.journal.postgres:from_url",
+}
+
+
+def scheme_of(url: str) -> str:
+    """The URL's scheme (``sqlite`` for bare paths)."""
+    if "://" not in url:
+        return "sqlite"
+    return url.split("://", 1)[0].lower()
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite://`` URL or bare path."""
+    if "://" not in url:
+        return url
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    path = rest[1:] if rest.startswith("/") else rest
+    if not path:
+        raise ConfigurationError(f"{url!r}: no database file in the URL")
+    return path
+
+
+def _load(spec: str, kind: str, url: str) -> Callable[..., Any]:
+    module_name, attr = spec.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{kind} URL {url!r} needs {module_name}, which could not be imported: {exc}"
+        ) from exc
+    factory: Callable[..., Any] = getattr(module, attr)
+    return factory
+
+
+class Backends:
+    """Connections of one process, made from URLs.
+
+    Args:
+        broker: Transport URL.
+        store: Journal URL.
+        config: Runtime settings (embedded log timings).
+    """
+
+    def __init__(self, broker: str, store: str, config: RuntimeConfig | None = None) -> None:
+        self.broker_url = broker
+        self.store_url = store
+        self.config = config or RuntimeConfig()
+        self._dbs: dict[str, SqliteDatabase] = {}
+        self._store: Store | None = None
+
+    def sqlite(self, path: str) -> SqliteDatabase:
+        """The shared database object for a SQLite file."""
+        key = str(Path(path).resolve())
+        if key not in self._dbs:
+            self._dbs[key] = SqliteDatabase(path)
+        return self._dbs[key]
+
+    def store(self) -> Store:
+        """The journal (one per process)."""
+        if self._store is None:
+            scheme = scheme_of(self.store_url)
+            if scheme not in _STORES:
+                raise ConfigurationError(
+                    f"unknown journal URL scheme {scheme!r} in {self.store_url!r}; "
+                    f"use one of {sorted(_STORES)}"
+                )
+            factory = _load(_STORES[scheme], "journal", self.store_url)
+            self._store = factory(self.store_url, self)
+        return self._store
+
+    def transport(self) -> Transport:
+        """A new transport (one per consumer)."""
+        scheme = scheme_of(self.broker_url)
+        if scheme not in _TRANSPORTS:
+            raise ConfigurationError(
+                f"unknown broker URL scheme {scheme!r} in {self.broker_url!r}; "
+                f"use one of {sorted(_TRANSPORTS)}"
+            )
+        factory = _load(_TRANSPORTS[scheme], "broker", self.broker_url)
+        transport: Transport = factory(self.broker_url, self.config, self)
+        return transport
+
+
+def register_transport(scheme: str, factory_path: str) -> None:
+    """Register a transport factory (``"module:function"``) for a URL scheme."""
+    _TRANSPORTS[scheme] = factory_path
+
+
+def register_store(scheme: str, factory_path: str) -> None:
+    """Register a journal factory (``"module:function"``) for a URL scheme."""
+    _STORES[scheme] = factory_path

@@ -1,0 +1,42 @@
+"""Runtime settings, validated once into a frozen object."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class RuntimeConfig(BaseModel):
+    """How workers poll, buffer, lease, commit and stop.
+
+    The defaults suit real brokers; tests shorten the timings.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lease_s: float = Field(30.0, gt=0, description="Claim lease; renewed every lease_s/3.")
+    poll_batch: int = Field(500, ge=1, description="Most messages fetched per poll.")
+    poll_timeout_s: float = Field(0.1, gt=0, description="Longest wait of one poll.")
+    max_buffered: int = Field(
+        2000, ge=1, description="Events queued or running before partitions are paused."
+    )
+    resume_ratio: float = Field(
+        0.5, gt=0, le=1, description="Resume fetching when buffered falls to this share."
+    )
+    commit_interval_s: float = Field(0.2, gt=0, description="How often offsets are committed.")
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="How long running events may finish on shutdown."
+    )
+    revoke_grace_s: float = Field(
+        5.0, ge=0, description="How long running events of revoked partitions may finish."
+    )
+    session_timeout_s: float = Field(
+        10.0, gt=0, description="Embedded log: a silent member leaves its group after this."
+    )
+    heartbeat_s: float = Field(1.0, gt=0, description="Embedded log: membership refresh period.")
+    partitions: int = Field(8, ge=1, description="Embedded log: partitions of new topics.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RuntimeConfig:
+        if self.heartbeat_s >= self.session_timeout_s:
+            raise ValueError("heartbeat_s must be shorter than session_timeout_s")
+        return self

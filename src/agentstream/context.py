@@ -1,0 +1,536 @@
+"""The Context an agent runs with: journaled model calls, steps and effects.
+
+Every ``ctx.llm(...)``, ``ctx.step(...)`` and ``ctx.effect(...)`` is a journaled step keyed by
+``(agent, event identity, seq)``, where ``seq`` counts the calls the handler has made so far.
+A step whose record exists returns the recorded result; its request fingerprint must match the
+recorded one, or the agent's non-determinism policy decides. Results cross a JSON round trip on
+the live path too (validated back into the function's return annotation), so live and resumed
+executions see identical values.
+
+Effects follow the intent ledger: the intent is recorded (``started``) before the call and the
+result (``done``) after. An intent found ``started`` on resume means the worker died between the
+call and its record; it is reconciled through ``reconcile(idempotency_key)``, retried with the
+same key when declared ``idempotent``, or else marked ``unknown`` and the event dead-lettered.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import time
+import typing
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pydantic
+
+from agentstream.agent import AgentSpec, NonDeterminismPolicy
+from agentstream.codec import encode_value, fingerprint, to_jsonable
+from agentstream.event import Event, Headers, OutgoingRecord, headers_from_mapping
+from agentstream.failures import BudgetExceededError, EffectOutcomeUnknown, NonDeterminismError
+from agentstream.journal.base import StepKind, StepRecord, StepStatus
+from agentstream.llm.base import LLMRequest, LLMResponse
+from agentstream.llm.client import LLMClient
+from agentstream.llm.simulator import count_tokens
+from agentstream.middleware import (
+    LLMCallInput,
+    LLMCallOutput,
+    Middleware,
+    MiddlewareStack,
+    NonDeterminismInput,
+    StepOutput,
+)
+
+if TYPE_CHECKING:
+    from agentstream.journal.base import Store
+    from agentstream.llm.base import LLMProvider
+
+T = TypeVar("T")
+
+EVENT_ID_HEADER = "agentstream-event-id"
+OUTPUT_ID_HEADER = "agentstream-output-id"
+AGENT_HEADER = "agentstream-agent"
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """An output the agent emitted with ``ctx.emit``."""
+
+    value: Any
+    topic: str | None
+    key: bytes | None
+    headers: Headers
+
+
+@functools.lru_cache(maxsize=1024)
+def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+    if annotation is None or annotation is inspect.Signature.empty or annotation is Any:
+        return None
+    try:
+        return pydantic.TypeAdapter(annotation)
+    except (pydantic.PydanticSchemaGenerationError, TypeError):
+        return None
+
+
+def _return_adapter(fn: Callable[..., Any]) -> pydantic.TypeAdapter[Any] | None:
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        return None
+    if "return" not in hints:
+        return None
+    ret = hints["return"]
+    if typing.get_origin(ret) in (Awaitable, typing.Coroutine):
+        ret = typing.get_args(ret)[-1]
+    return _adapter(ret)
+
+
+async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class Context:
+    """What an agent's handler receives as ``ctx``.
+
+    Attributes:
+        event: The event being processed (identity, key, source message, payload).
+        attempt: This processing attempt, from 1 (durable across restarts).
+        llm: Journaled model calls (``await ctx.llm(...)``, ``ctx.llm.parse(...)``).
+    """
+
+    def __init__(
+        self,
+        *,
+        spec: AgentSpec,
+        event: Event,
+        store: Store,
+        epoch: int,
+        attempt: int,
+        recorded: tuple[StepRecord, ...],
+        provider: LLMProvider | None,
+        middleware: MiddlewareStack,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.event = event
+        self.attempt = attempt
+        self._spec = spec
+        self._store = store
+        self._epoch = epoch
+        self._recorded = {s.seq: s for s in recorded}
+        self._provider = provider
+        self._mw = middleware
+        self._clock = clock
+        self._seq = 0
+        self._emitted: list[Emitted] = []
+        self.issued_keys: list[str] = []
+        self.mismatches: list[dict[str, Any]] = []
+        self.llm_calls = 0
+        self.llm_calls_replayed = 0
+        self.steps_replayed = 0
+        self._spent_calls = sum(1 for s in recorded if s.kind == StepKind.LLM)
+        self._spent_tokens = sum(int(s.meta.get("total_tokens", 0)) for s in recorded)
+        self._spent_cost = sum(float(s.meta.get("cost_usd", 0.0)) for s in recorded)
+        self.llm = LLMClient(self, model=spec.model, prompt_version=spec.prompt_version)
+
+    @property
+    def identity(self) -> str:
+        """The event's stable identity."""
+        return self.event.identity
+
+    @property
+    def agent(self) -> str:
+        """The agent's name."""
+        return self._spec.name
+
+    @property
+    def payload(self) -> Any:
+        """The decoded input."""
+        return self.event.payload
+
+    def key(self, name: str) -> str:
+        """Deterministic idempotency key for a named step of this event.
+
+        It depends only on the agent, the event identity and ``name`` (never on model output or
+        randomness), so every attempt and every replay of the event derives the same key. Use a
+        distinct name for each effect within one event.
+        """
+        digest = hashlib.sha256(
+            f"{self._spec.name}\x00{self.event.identity}\x00{name}".encode()
+        ).hexdigest()[:32]
+        key = f"as-{digest}"
+        if key not in self.issued_keys:
+            self.issued_keys.append(key)
+        return key
+
+    def emit(
+        self,
+        value: Any,
+        *,
+        topic: str | None = None,
+        key: str | bytes | None = None,
+        headers: dict[str, str | bytes] | None = None,
+    ) -> None:
+        """Queue an output record, published through the outbox when the event completes.
+
+        Args:
+            value: Pydantic model, JSON-able value, text or bytes.
+            topic: Destination (default: the agent's output topic).
+            key: Record key (default: the event's ordering key).
+            headers: Extra headers.
+        """
+        raw_key = key.encode() if isinstance(key, str) else key
+        self._emitted.append(Emitted(value, topic, raw_key, headers_from_mapping(headers)))
+
+    def outputs(self, result: Any) -> list[OutgoingRecord]:
+        """Outgoing records for emitted values plus the handler's return value."""
+        items = list(self._emitted)
+        if result is not None:
+            items.append(Emitted(result, None, None, ()))
+        records: list[OutgoingRecord] = []
+        for n, item in enumerate(items):
+            topic = item.topic or self._spec.output
+            if topic is None:
+                continue
+            output_id = f"{self.event.identity}:{n}"
+            headers: Headers = (
+                (EVENT_ID_HEADER, self.event.identity.encode()),
+                (OUTPUT_ID_HEADER, output_id.encode()),
+                (AGENT_HEADER, self._spec.name.encode()),
+                *item.headers,
+            )
+            records.append(
+                OutgoingRecord(
+                    topic=topic,
+                    key=item.key if item.key is not None else self.event.key.encode(),
+                    value=encode_value(item.value),
+                    headers=headers,
+                    dedupe_id=f"{self._spec.name}:{output_id}",
+                )
+            )
+        return records
+
+    async def step(
+        self, name: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` once per event; later attempts get the recorded result.
+
+        ``fn`` may be sync or async; its result must be JSON-able (pydantic models included)
+        and is validated back into ``fn``'s return annotation.
+        """
+        request = {"args": to_jsonable(args), "kwargs": to_jsonable(kwargs)}
+        adapter = _return_adapter(fn)
+        value = await self._journaled(
+            StepKind.STEP, name, request, lambda: _call(fn, *args, **kwargs), meta={}
+        )
+        return value if adapter is None else adapter.validate_python(value)  # type: ignore[no-any-return]
+
+    async def effect(
+        self,
+        name: str,
+        fn: Callable[..., T | Awaitable[T]],
+        *args: Any,
+        reconcile: Callable[[str], Any] | None = None,
+        idempotent: bool = False,
+        **kwargs: Any,
+    ) -> T:
+        """Perform a side effect exactly once per event, through the intent ledger.
+
+        Args:
+            name: Step name, unique within the event.
+            fn: The effect; called as ``fn(*args, **kwargs)`` (pass
+                ``idempotency_key=ctx.key(name)`` in kwargs to hand the key downstream).
+            *args: Positional arguments for ``fn``.
+            reconcile: ``reconcile(idempotency_key)`` returns the effect's result if it already
+                happened, else None; consulted when a previous attempt died mid-effect.
+            idempotent: ``fn`` is safe to call again with the same key (the downstream API
+                deduplicates), so an unfinished intent is simply retried.
+            **kwargs: Keyword arguments for ``fn``.
+
+        Raises:
+            EffectOutcomeUnknown: A previous attempt started the effect, and neither
+                ``reconcile`` nor ``idempotent`` allows finding out or repeating safely.
+        """
+        idem = kwargs.get("idempotency_key")
+        idem_key = str(idem) if idem is not None else self.key(name)
+        if idem_key not in self.issued_keys:
+            self.issued_keys.append(idem_key)
+        request = {"args": to_jsonable(args), "kwargs": to_jsonable(kwargs)}
+        adapter = _return_adapter(fn)
+        seq = self._seq
+        self._seq += 1
+        fp = fingerprint("effect", name, request)
+        started = time.monotonic()
+        rec = self._recorded.get(seq)
+        replayed = False
+        if rec is not None and (
+            rec.kind != StepKind.EFFECT or rec.name != name or rec.fingerprint != fp
+        ):
+            policy = await self._report_mismatch(seq, name, rec, fp)
+            if policy == NonDeterminismPolicy.USE_RECORDED and rec.status == StepStatus.DONE:
+                return rec.result if adapter is None else adapter.validate_python(rec.result)  # type: ignore[no-any-return]
+            raise NonDeterminismError(
+                f"effect {name!r} at step {seq} differs from the recorded "
+                f"{rec.kind} {rec.name!r}; an effect is never re-run on a changed request",
+                seq=seq,
+                recorded_fingerprint=rec.fingerprint,
+                new_fingerprint=fp,
+            )
+        result: Any
+        if rec is not None and rec.status == StepStatus.DONE:
+            result, replayed = rec.result, True
+            self.steps_replayed += 1
+        else:
+            if rec is not None and rec.status == StepStatus.UNKNOWN:
+                raise EffectOutcomeUnknown(
+                    f"effect {name!r} (key {idem_key}) has an unknown outcome from an earlier "
+                    "attempt; resolve it and redrive the event"
+                )
+            reconciled = False
+            if rec is not None and rec.status == StepStatus.STARTED:
+                if reconcile is not None:
+                    found = await _call(reconcile, idem_key)
+                    if found is not None:
+                        result, reconciled = to_jsonable(found), True
+                elif not idempotent:
+                    rec.status = StepStatus.UNKNOWN
+                    await self._store.write_step(self._spec.name, self.identity, self._epoch, rec)
+                    raise EffectOutcomeUnknown(
+                        f"effect {name!r} (key {idem_key}) was started by an earlier attempt and "
+                        "its outcome was never recorded; without reconcile= or idempotent=True "
+                        "it cannot be repeated safely"
+                    )
+            if not reconciled:
+                intent = StepRecord(
+                    seq=seq,
+                    kind=StepKind.EFFECT,
+                    name=name,
+                    fingerprint=fp,
+                    status=StepStatus.STARTED,
+                    request=request,
+                    idempotency_key=idem_key,
+                    started_at=self._clock(),
+                )
+                await self._store.write_step(self._spec.name, self.identity, self._epoch, intent)
+                result = to_jsonable(await _call(fn, *args, **kwargs))
+            done = StepRecord(
+                seq=seq,
+                kind=StepKind.EFFECT,
+                name=name,
+                fingerprint=fp,
+                status=StepStatus.DONE,
+                request=request,
+                result=result,
+                idempotency_key=idem_key,
+                meta={"reconciled": reconciled} if reconciled else {},
+                started_at=rec.started_at if rec is not None else self._clock(),
+                finished_at=self._clock(),
+            )
+            await self._store.write_step(self._spec.name, self.identity, self._epoch, done)
+        await self._after_step(seq, StepKind.EFFECT, name, replayed, started)
+        return result if adapter is None else adapter.validate_python(result)  # type: ignore[no-any-return]
+
+    async def now(self) -> float:
+        """Wall-clock seconds, recorded once per event (replay-safe)."""
+        value: float = await self._journaled(
+            StepKind.STEP, "now", None, lambda: _call(time.time), meta={}
+        )
+        return value
+
+    async def uuid(self) -> str:
+        """A random UUID, recorded once per event (replay-safe)."""
+        value: str = await self._journaled(
+            StepKind.STEP, "uuid", None, lambda: _call(lambda: str(uuid.uuid4())), meta={}
+        )
+        return value
+
+    async def call_llm(
+        self, request: LLMRequest, *, name: str, prompt_version: str | None
+    ) -> LLMResponse:
+        """Journaled model call (used by ``ctx.llm``)."""
+        seq = self._seq
+
+        async def execute() -> Any:
+            if self._provider is None:
+                raise RuntimeError(
+                    f"agent {self._spec.name!r} called ctx.llm but the app has no LLM provider"
+                )
+            estimate = count_tokens(str(request.messages))
+            self._check_budget(estimate)
+            if self._mw.wants(Middleware.before_llm_call):
+                await self._mw.before_llm_call(
+                    LLMCallInput(self._spec.name, self.event, seq, request, estimate)
+                )
+            started = time.monotonic()
+            response: LLMResponse | None = None
+            error: BaseException | None = None
+            try:
+                response = await self._provider.complete(
+                    request, step_key=f"{self._spec.name}/{self.identity}/{seq}"
+                )
+            except Exception as exc:
+                error = exc
+                raise
+            finally:
+                if self._mw.wants(Middleware.after_llm_call):
+                    await self._mw.after_llm_call(
+                        LLMCallOutput(
+                            self._spec.name,
+                            self.event,
+                            seq,
+                            request,
+                            response,
+                            error,
+                            time.monotonic() - started,
+                        )
+                    )
+            self.llm_calls += 1
+            self._spent_calls += 1
+            self._spent_tokens += response.usage.total_tokens
+            self._spent_cost += response.cost_usd
+            return response.model_dump(mode="json")
+
+        def meta_of(result: Any) -> dict[str, Any]:
+            usage = result.get("usage") or {}
+            return {
+                "model": result.get("model") or request.model,
+                "requested_model": request.model,
+                "prompt_version": prompt_version,
+                "temperature": request.temperature,
+                "max_tokens": request.max_tokens,
+                "params": request.params,
+                "input_hash": self._input_hash(),
+                "prompt_tokens": usage.get("prompt_tokens", 0),
+                "completion_tokens": usage.get("completion_tokens", 0),
+                "total_tokens": usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0),
+                "cost_usd": result.get("cost_usd", 0.0),
+                "latency_ms": result.get("latency_ms", 0.0),
+                "response_id": result.get("id"),
+            }
+
+        value = await self._journaled(
+            StepKind.LLM,
+            name,
+            request.model_dump(mode="json"),
+            execute,
+            meta=meta_of,
+            fp=request.fingerprint(),
+        )
+        return LLMResponse.model_validate(value)
+
+    def _input_hash(self) -> str:
+        return hashlib.sha256(self.event.message.value).hexdigest()
+
+    def _check_budget(self, estimate: int) -> None:
+        budget = self._spec.budget
+        if budget.max_llm_calls is not None and self._spent_calls >= budget.max_llm_calls:
+            raise BudgetExceededError(
+                f"per-event ceiling of {budget.max_llm_calls} LLM calls reached"
+            )
+        if budget.max_tokens is not None and self._spent_tokens + estimate > budget.max_tokens:
+            raise BudgetExceededError(
+                f"per-event ceiling of {budget.max_tokens} tokens reached "
+                f"({self._spent_tokens} used, next call needs about {estimate})"
+            )
+        if budget.max_cost_usd is not None and self._spent_cost >= budget.max_cost_usd:
+            raise BudgetExceededError(
+                f"per-event ceiling of ${budget.max_cost_usd:.4f} reached "
+                f"(${self._spent_cost:.4f} spent)"
+            )
+
+    async def _journaled(
+        self,
+        kind: StepKind,
+        name: str,
+        request: Any,
+        execute: Callable[[], Awaitable[Any]],
+        *,
+        meta: dict[str, Any] | Callable[[Any], dict[str, Any]],
+        fp: str | None = None,
+    ) -> Any:
+        seq = self._seq
+        self._seq += 1
+        fp = fp or fingerprint(str(kind), name, request)
+        started = time.monotonic()
+        rec = self._recorded.get(seq)
+        if rec is not None:
+            if rec.kind != kind or rec.name != name or rec.fingerprint != fp:
+                policy = await self._report_mismatch(seq, name, rec, fp)
+                if policy == NonDeterminismPolicy.USE_RECORDED:
+                    rec = rec if rec.status == StepStatus.DONE else None
+                elif policy == NonDeterminismPolicy.RERUN:
+                    rec = None
+                else:
+                    raise NonDeterminismError(
+                        f"step {seq} {kind} {name!r}: request fingerprint {fp[:12]} differs from "
+                        f"the recorded {rec.kind} {rec.name!r} ({rec.fingerprint[:12]})",
+                        seq=seq,
+                        recorded_fingerprint=rec.fingerprint,
+                        new_fingerprint=fp,
+                    )
+            if rec is not None and rec.status == StepStatus.DONE:
+                self.steps_replayed += 1
+                if kind == StepKind.LLM:
+                    self.llm_calls_replayed += 1
+                await self._after_step(seq, kind, name, True, started)
+                return rec.result
+        at = self._clock()
+        result = to_jsonable(await execute())
+        record = StepRecord(
+            seq=seq,
+            kind=kind,
+            name=name,
+            fingerprint=fp,
+            status=StepStatus.DONE,
+            request=request,
+            result=result,
+            meta=meta(result) if callable(meta) else meta,
+            started_at=at,
+            finished_at=self._clock(),
+        )
+        await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
+        await self._after_step(seq, kind, name, False, started)
+        return result
+
+    async def _report_mismatch(
+        self, seq: int, name: str, rec: StepRecord, fp: str
+    ) -> NonDeterminismPolicy:
+        policy = self._spec.nondeterminism
+        self.mismatches.append(
+            {
+                "seq": seq,
+                "name": name,
+                "recorded_name": rec.name,
+                "recorded_fingerprint": rec.fingerprint,
+                "new_fingerprint": fp,
+                "policy": str(policy),
+            }
+        )
+        if self._mw.wants(Middleware.on_nondeterminism):
+            await self._mw.on_nondeterminism(
+                NonDeterminismInput(
+                    self._spec.name, self.event, seq, name, rec.fingerprint, fp, str(policy)
+                )
+            )
+        return policy
+
+    async def _after_step(
+        self, seq: int, kind: StepKind, name: str, replayed: bool, started: float
+    ) -> None:
+        if self._mw.wants(Middleware.after_step):
+            await self._mw.after_step(
+                StepOutput(
+                    self._spec.name,
+                    self.event,
+                    seq,
+                    str(kind),
+                    name,
+                    replayed,
+                    time.monotonic() - started,
+                )
+            )

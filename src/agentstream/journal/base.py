@@ -1,0 +1,321 @@
+"""The journal's Store protocol and the records it speaks.
+
+The journal is the source of truth for everything the runtime promises:
+
+* a per-event state machine, ``pending -> claimed -> completed | dead``, with an atomic claim that
+  carries a lease and a fencing **epoch** (bumped on every grant, so a zombie's late writes, made
+  under an old epoch, are rejected with :class:`~agentstream.failures.FencedError`);
+* durable attempt counts (every claim is an attempt, so crash loops end);
+* steps keyed by ``(agent, event identity, seq)`` with a request fingerprint and recorded result;
+* effect intents (``started`` before the call, ``done`` after, ``unknown`` when unreconcilable);
+* the outbox (outputs and dead-letter records written in the same transaction as the state
+  change that produced them) and dead-letter envelopes.
+
+Every backend (SQLite, PostgreSQL) implements :class:`Store` and passes the same conformance
+suite in ``tests/conformance``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from agentstream.event import OutgoingRecord
+
+
+class EventState(enum.StrEnum):
+    """Where an event is in its lifecycle."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    COMPLETED = "completed"
+    DEAD = "dead"
+
+
+class ClaimStatus(enum.StrEnum):
+    """The answer to a claim."""
+
+    CLAIMED = "claimed"
+    """The caller now owns the event under a new epoch and must process it."""
+    COMPLETED = "completed"
+    """The event is done; do not run the agent, acknowledge the delivery."""
+    DEAD = "dead"
+    """The event was dead-lettered; acknowledge the delivery."""
+    BUSY = "busy"
+    """Someone else holds a live lease, or a retry backoff is running; try again later."""
+
+
+class StepKind(enum.StrEnum):
+    """What a journaled step records."""
+
+    LLM = "llm"
+    STEP = "step"
+    EFFECT = "effect"
+
+
+class StepStatus(enum.StrEnum):
+    """State of a journaled step."""
+
+    DONE = "done"
+    STARTED = "started"
+    """Effects only: the intent is recorded, the result is not (yet)."""
+    UNKNOWN = "unknown"
+    """Effects only: started, never finished, and nothing could reconcile it."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventMeta:
+    """Where an event came from, recorded at its first claim."""
+
+    key: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    input_hash: str
+    group_id: str
+    identity_source: str = "header"
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One journaled step of an event.
+
+    Attributes:
+        seq: Position of the step within the event's execution, from 0.
+        kind: LLM call, plain step or effect.
+        name: The step's name as the agent gave it.
+        fingerprint: SHA-256 of the step's request (name, model, parameters, prompt, tools...).
+        status: ``done``; for effects also ``started`` or ``unknown``.
+        request: JSON-able request as recorded (for inspection, replay and dead letters).
+        result: JSON-able recorded result.
+        idempotency_key: The key an effect passed downstream.
+        meta: Model, usage, cost, latency, prompt version and the like.
+        epoch: The claim epoch under which it was written.
+        started_at: Wall-clock seconds when the step started.
+        finished_at: Wall-clock seconds when its result was recorded.
+    """
+
+    seq: int
+    kind: StepKind
+    name: str
+    fingerprint: str
+    status: StepStatus
+    request: Any = None
+    result: Any = None
+    idempotency_key: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+    started_at: float = 0.0
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The result of :meth:`Store.claim`.
+
+    Attributes:
+        status: What the caller must do.
+        epoch: The fencing epoch granted (CLAIMED) or current.
+        attempts: Processing attempts so far, this one included when CLAIMED.
+        lease_until: When the current lease (or retry backoff) ends, wall-clock seconds.
+        steps: The recorded steps, when CLAIMED (resume from them).
+    """
+
+    status: ClaimStatus
+    epoch: int
+    attempts: int
+    lease_until: float = 0.0
+    steps: tuple[StepRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    """One failed attempt, kept for backoff decisions and dead-letter envelopes."""
+
+    attempt: int
+    failure_class: str
+    error_type: str
+    message: str
+    traceback: str = ""
+    at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event's journal row, for inspection."""
+
+    agent: str
+    event_id: str
+    state: EventState
+    epoch: int
+    owner: str | None
+    lease_until: float
+    attempts: int
+    deliveries: int
+    key: str | None
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    timestamp_ms: int | None
+    input_hash: str | None
+    group_id: str | None
+    outcome: str | None
+    result: Any
+    created_at: float
+    updated_at: float
+    completed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A record waiting for (or past) publication."""
+
+    id: int
+    agent: str
+    event_id: str
+    seq: int
+    record: OutgoingRecord
+    published_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A dead letter as stored in the journal."""
+
+    id: int
+    agent: str
+    event_id: str
+    failure_class: str
+    key: str | None
+    created_at: float
+    status: str
+    envelope: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What :meth:`Store.complete` writes in one transaction.
+
+    Attributes:
+        outputs: Records to publish through the outbox.
+        result: JSON-able summary of the agent's return value.
+        outcome: ``ok``, or ``stale`` when the event was skipped as an old version.
+        entity: Entity whose version the event applied, if versions are tracked.
+        version: That version.
+    """
+
+    outputs: Sequence[OutgoingRecord] = ()
+    result: Any = None
+    outcome: str = "ok"
+    entity: str | None = None
+    version: int | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The journal: durable event states, steps, effects, outbox and dead letters.
+
+    All methods are coroutines and never block the event loop. Writes that carry an ``epoch``
+    raise :class:`~agentstream.failures.FencedError` when the event's current epoch differs or
+    it is no longer claimed.
+    """
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+    async def claim(
+        self, agent: str, event_id: str, *, owner: str, lease_s: float, meta: EventMeta
+    ) -> Claim:
+        """Atomically claim an event for processing, or report why not."""
+        ...
+
+    async def renew(
+        self, agent: str, claims: Sequence[tuple[str, int]], lease_s: float
+    ) -> set[str]:
+        """Extend the leases of ``(event_id, epoch)`` claims; return the ids whose claim is lost."""
+        ...
+
+    async def release(
+        self, agent: str, event_id: str, epoch: int, *, not_before: float = 0.0
+    ) -> None:
+        """Give a claim back (shutdown, revoke, retry backoff until ``not_before``)."""
+        ...
+
+    async def write_step(self, agent: str, event_id: str, epoch: int, step: StepRecord) -> None:
+        """Insert or replace the step at ``step.seq``."""
+        ...
+
+    async def complete(self, agent: str, event_id: str, epoch: int, completion: Completion) -> None:
+        """Mark the event completed and enqueue its outputs, atomically."""
+        ...
+
+    async def record_failure(
+        self, agent: str, event_id: str, epoch: int, failure: FailureRecord
+    ) -> None:
+        """Append a failed attempt to the event's history."""
+        ...
+
+    async def dead_letter(
+        self,
+        agent: str,
+        event_id: str,
+        epoch: int,
+        *,
+        failure_class: str,
+        envelope: dict[str, Any],
+        outputs: Sequence[OutgoingRecord] = (),
+    ) -> int:
+        """Mark the event dead, store its envelope and enqueue DLQ records; return the id."""
+        ...
+
+    async def applied_version(self, agent: str, entity: str) -> int | None:
+        """The highest entity version an event of ``agent`` has applied, if any."""
+        ...
+
+    async def claim_outbox(self, owner: str, *, limit: int, lease_s: float) -> list[OutboxRow]:
+        """Lease unpublished outbox rows to one relay, oldest first."""
+        ...
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        """Record that outbox rows were published."""
+        ...
+
+    async def get_event(self, agent: str, event_id: str) -> EventRecord | None:
+        """One event's row."""
+        ...
+
+    async def list_events(
+        self, *, agent: str | None = None, state: EventState | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        """Events, newest first, filtered."""
+        ...
+
+    async def steps(self, agent: str, event_id: str) -> list[StepRecord]:
+        """An event's steps in order."""
+        ...
+
+    async def failures(self, agent: str, event_id: str) -> list[FailureRecord]:
+        """An event's failed attempts in order."""
+        ...
+
+    async def outbox(self, agent: str, event_id: str) -> list[OutboxRow]:
+        """An event's outbox rows in order."""
+        ...
+
+    async def dead_letters(
+        self, *, agent: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[DeadLetterRecord]:
+        """Dead letters, newest first."""
+        ...
+
+    async def counts(self, agent: str | None = None) -> dict[str, int]:
+        """Number of events per state (and ``dead_letters``)."""
+        ...

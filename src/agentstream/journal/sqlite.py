@@ -1,0 +1,666 @@
+"""The SQLite journal: the embedded default, one file, no server."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentstream.event import OutgoingRecord, decode_headers, encode_headers
+from agentstream.failures import FencedError
+from agentstream.journal.base import (
+    Claim,
+    ClaimStatus,
+    Completion,
+    DeadLetterRecord,
+    EventMeta,
+    EventRecord,
+    EventState,
+    FailureRecord,
+    OutboxRow,
+    StepKind,
+    StepRecord,
+    StepStatus,
+)
+from agentstream.sqlite_db import SqliteDatabase
+
+if TYPE_CHECKING:
+    from agentstream.backends import Backends
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS as_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS as_events (
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    event_key TEXT,
+    topic TEXT,
+    partition INTEGER,
+    "offset" INTEGER,
+    timestamp_ms INTEGER,
+    input_hash TEXT,
+    group_id TEXT,
+    identity_source TEXT,
+    outcome TEXT,
+    result TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    completed_at REAL,
+    PRIMARY KEY (agent, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS as_events_state ON as_events (agent, state);
+CREATE INDEX IF NOT EXISTS as_events_updated ON as_events (updated_at);
+CREATE TABLE IF NOT EXISTS as_steps (
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    request TEXT,
+    result TEXT,
+    idem_key TEXT,
+    meta TEXT,
+    epoch INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    PRIMARY KEY (agent, event_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS as_failures (
+    id INTEGER PRIMARY KEY,
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    failure_class TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    message TEXT NOT NULL,
+    traceback TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS as_failures_event ON as_failures (agent, event_id);
+CREATE TABLE IF NOT EXISTS as_outbox (
+    id INTEGER PRIMARY KEY,
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    key BLOB,
+    value BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    dedupe_id TEXT,
+    created_at REAL NOT NULL,
+    relay_owner TEXT,
+    relay_lease REAL NOT NULL DEFAULT 0,
+    published_at REAL
+);
+CREATE INDEX IF NOT EXISTS as_outbox_pending ON as_outbox (id) WHERE published_at IS NULL;
+CREATE INDEX IF NOT EXISTS as_outbox_event ON as_outbox (agent, event_id);
+CREATE TABLE IF NOT EXISTS as_dead_letters (
+    id INTEGER PRIMARY KEY,
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    failure_class TEXT NOT NULL,
+    event_key TEXT,
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    envelope TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS as_dead_letters_event ON as_dead_letters (agent, event_id);
+CREATE TABLE IF NOT EXISTS as_entity_versions (
+    agent TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (agent, entity)
+) WITHOUT ROWID;
+"""
+
+_EVENT_COLUMNS = (
+    "agent, event_id, state, epoch, owner, lease_until, attempts, deliveries, event_key, topic, "
+    'partition, "offset", timestamp_ms, input_hash, group_id, outcome, result, created_at, '
+    "updated_at, completed_at"
+)
+_STEP_COLUMNS = (
+    "seq, kind, name, fingerprint, status, request, result, idem_key, meta, epoch, started_at, "
+    "finished_at"
+)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _step_from_row(row: Sequence[Any]) -> StepRecord:
+    return StepRecord(
+        seq=row[0],
+        kind=StepKind(row[1]),
+        name=row[2],
+        fingerprint=row[3],
+        status=StepStatus(row[4]),
+        request=_loads(row[5]),
+        result=_loads(row[6]),
+        idempotency_key=row[7],
+        meta=_loads(row[8]) or {},
+        epoch=row[9],
+        started_at=row[10],
+        finished_at=row[11],
+    )
+
+
+def _event_from_row(row: Sequence[Any]) -> EventRecord:
+    return EventRecord(
+        agent=row[0],
+        event_id=row[1],
+        state=EventState(row[2]),
+        epoch=row[3],
+        owner=row[4],
+        lease_until=row[5],
+        attempts=row[6],
+        deliveries=row[7],
+        key=row[8],
+        topic=row[9],
+        partition=row[10],
+        offset=row[11],
+        timestamp_ms=row[12],
+        input_hash=row[13],
+        group_id=row[14],
+        outcome=row[15],
+        result=_loads(row[16]),
+        created_at=row[17],
+        updated_at=row[18],
+        completed_at=row[19],
+    )
+
+
+def _outbox_from_row(row: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(
+        id=row[0],
+        agent=row[1],
+        event_id=row[2],
+        seq=row[3],
+        record=OutgoingRecord(
+            topic=row[4],
+            key=row[5],
+            value=row[6],
+            headers=decode_headers(row[7]),
+            dedupe_id=row[8],
+        ),
+        published_at=row[9],
+    )
+
+
+def _fence(conn: sqlite3.Connection, agent: str, event_id: str, epoch: int, now: float) -> None:
+    cur = conn.execute(
+        "UPDATE as_events SET updated_at = ? WHERE agent = ? AND event_id = ? AND epoch = ? "
+        "AND state = 'claimed'",
+        (now, agent, event_id, epoch),
+    )
+    if cur.rowcount != 1:
+        raise FencedError(f"claim on {agent}/{event_id} at epoch {epoch} is no longer current")
+
+
+def _insert_outbox(
+    conn: sqlite3.Connection,
+    agent: str,
+    event_id: str,
+    outputs: Sequence[OutgoingRecord],
+    now: float,
+    first_seq: int = 0,
+) -> None:
+    conn.executemany(
+        "INSERT INTO as_outbox (agent, event_id, seq, topic, key, value, headers, dedupe_id, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                agent,
+                event_id,
+                first_seq + i,
+                rec.topic,
+                rec.key,
+                rec.value,
+                encode_headers(rec.headers),
+                rec.dedupe_id,
+                now,
+            )
+            for i, rec in enumerate(outputs)
+        ],
+    )
+
+
+class SqliteStore:
+    """Journal in a SQLite file (WAL mode), shareable by several worker processes.
+
+    Args:
+        path_or_db: A file path, or a :class:`SqliteDatabase` shared with the embedded log.
+        clock: Wall-clock source in seconds (injectable for tests).
+    """
+
+    def __init__(
+        self, path_or_db: str | Path | SqliteDatabase, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = (
+            path_or_db if isinstance(path_or_db, SqliteDatabase) else SqliteDatabase(path_or_db)
+        )
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.db.path!r})"
+
+    async def open(self) -> None:
+        """Start the database thread and create the schema."""
+        await self.db.start()
+
+        def migrate(conn: sqlite3.Connection) -> None:
+            # executescript() would COMMIT our group-commit transaction; run statements singly.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO as_meta (k, v) VALUES ('schema_version', ?) "
+                "ON CONFLICT (k) DO NOTHING",
+                (str(SCHEMA_VERSION),),
+            )
+
+        await self.db.write(migrate)
+
+    async def close(self) -> None:
+        """Stop the database thread (when no one else shares it)."""
+        await self.db.close()
+
+    async def claim(
+        self, agent: str, event_id: str, *, owner: str, lease_s: float, meta: EventMeta
+    ) -> Claim:
+        """Atomically claim an event (see :meth:`Store.claim`)."""
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> Claim:
+            row = conn.execute(
+                "SELECT state, epoch, lease_until, attempts FROM as_events "
+                "WHERE agent = ? AND event_id = ?",
+                (agent, event_id),
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO as_events (agent, event_id, state, epoch, owner, lease_until, "
+                    'attempts, deliveries, event_key, topic, partition, "offset", timestamp_ms, '
+                    "input_hash, group_id, identity_source, created_at, updated_at) "
+                    "VALUES (?, ?, 'claimed', 1, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        agent,
+                        event_id,
+                        owner,
+                        now + lease_s,
+                        meta.key,
+                        meta.topic,
+                        meta.partition,
+                        meta.offset,
+                        meta.timestamp_ms,
+                        meta.input_hash,
+                        meta.group_id,
+                        meta.identity_source,
+                        now,
+                        now,
+                    ),
+                )
+                return Claim(ClaimStatus.CLAIMED, 1, 1, now + lease_s)
+            state, epoch, lease_until, attempts = row
+            conn.execute(
+                "UPDATE as_events SET deliveries = deliveries + 1 WHERE agent = ? AND event_id = ?",
+                (agent, event_id),
+            )
+            if state == EventState.COMPLETED:
+                return Claim(ClaimStatus.COMPLETED, epoch, attempts)
+            if state == EventState.DEAD:
+                return Claim(ClaimStatus.DEAD, epoch, attempts)
+            if lease_until > now:
+                return Claim(ClaimStatus.BUSY, epoch, attempts, lease_until)
+            epoch += 1
+            attempts += 1
+            conn.execute(
+                "UPDATE as_events SET state = 'claimed', epoch = ?, owner = ?, lease_until = ?, "
+                "attempts = ?, updated_at = ? WHERE agent = ? AND event_id = ?",
+                (epoch, owner, now + lease_s, attempts, now, agent, event_id),
+            )
+            steps = tuple(
+                _step_from_row(r)
+                for r in conn.execute(
+                    f"SELECT {_STEP_COLUMNS} FROM as_steps WHERE agent = ? AND event_id = ? "
+                    "ORDER BY seq",
+                    (agent, event_id),
+                )
+            )
+            return Claim(ClaimStatus.CLAIMED, epoch, attempts, now + lease_s, steps)
+
+        return await self.db.write(op)
+
+    async def renew(
+        self, agent: str, claims: Sequence[tuple[str, int]], lease_s: float
+    ) -> set[str]:
+        """Extend leases; return the event ids whose claim was lost."""
+        if not claims:
+            return set()
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> set[str]:
+            lost: set[str] = set()
+            for event_id, epoch in claims:
+                cur = conn.execute(
+                    "UPDATE as_events SET lease_until = ? WHERE agent = ? AND event_id = ? "
+                    "AND epoch = ? AND state = 'claimed'",
+                    (now + lease_s, agent, event_id, epoch),
+                )
+                if cur.rowcount != 1:
+                    lost.add(event_id)
+            return lost
+
+        return await self.db.write(op)
+
+    async def release(
+        self, agent: str, event_id: str, epoch: int, *, not_before: float = 0.0
+    ) -> None:
+        """Give a claim back; nobody may claim it again before ``not_before``."""
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE as_events SET state = 'pending', owner = NULL, lease_until = ?, "
+                "updated_at = ? WHERE agent = ? AND event_id = ? AND epoch = ? "
+                "AND state = 'claimed'",
+                (not_before, now, agent, event_id, epoch),
+            )
+
+        await self.db.write(op)
+
+    async def write_step(self, agent: str, event_id: str, epoch: int, step: StepRecord) -> None:
+        """Insert or replace one step, fenced by epoch."""
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            _fence(conn, agent, event_id, epoch, now)
+            conn.execute(
+                f"INSERT OR REPLACE INTO as_steps (agent, event_id, {_STEP_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    agent,
+                    event_id,
+                    step.seq,
+                    str(step.kind),
+                    step.name,
+                    step.fingerprint,
+                    str(step.status),
+                    _dumps(step.request),
+                    _dumps(step.result),
+                    step.idempotency_key,
+                    _dumps(step.meta),
+                    epoch,
+                    step.started_at,
+                    step.finished_at,
+                ),
+            )
+
+        await self.db.write(op)
+
+    async def complete(self, agent: str, event_id: str, epoch: int, completion: Completion) -> None:
+        """Complete the event, enqueue outputs and record the entity version, atomically."""
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            _fence(conn, agent, event_id, epoch, now)
+            conn.execute(
+                "UPDATE as_events SET state = 'completed', owner = NULL, lease_until = 0, "
+                "outcome = ?, result = ?, completed_at = ? WHERE agent = ? AND event_id = ?",
+                (completion.outcome, _dumps(completion.result), now, agent, event_id),
+            )
+            _insert_outbox(conn, agent, event_id, completion.outputs, now)
+            if completion.entity is not None and completion.version is not None:
+                conn.execute(
+                    "INSERT INTO as_entity_versions (agent, entity, version) VALUES (?, ?, ?) "
+                    "ON CONFLICT (agent, entity) DO UPDATE SET "
+                    "version = MAX(version, excluded.version)",
+                    (agent, completion.entity, completion.version),
+                )
+
+        await self.db.write(op)
+
+    async def record_failure(
+        self, agent: str, event_id: str, epoch: int, failure: FailureRecord
+    ) -> None:
+        """Append a failed attempt, fenced by epoch."""
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            _fence(conn, agent, event_id, epoch, now)
+            conn.execute(
+                "INSERT INTO as_failures (agent, event_id, attempt, failure_class, error_type, "
+                "message, traceback, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    agent,
+                    event_id,
+                    failure.attempt,
+                    failure.failure_class,
+                    failure.error_type,
+                    failure.message,
+                    failure.traceback,
+                    failure.at or now,
+                ),
+            )
+
+        await self.db.write(op)
+
+    async def dead_letter(
+        self,
+        agent: str,
+        event_id: str,
+        epoch: int,
+        *,
+        failure_class: str,
+        envelope: dict[str, Any],
+        outputs: Sequence[OutgoingRecord] = (),
+    ) -> int:
+        """Mark the event dead with its envelope and DLQ records, atomically."""
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> int:
+            _fence(conn, agent, event_id, epoch, now)
+            conn.execute(
+                "UPDATE as_events SET state = 'dead', owner = NULL, lease_until = 0, "
+                "outcome = ?, completed_at = ? WHERE agent = ? AND event_id = ?",
+                (failure_class, now, agent, event_id),
+            )
+            key = conn.execute(
+                "SELECT event_key FROM as_events WHERE agent = ? AND event_id = ?",
+                (agent, event_id),
+            ).fetchone()[0]
+            cur = conn.execute(
+                "INSERT INTO as_dead_letters (agent, event_id, failure_class, event_key, "
+                "created_at, status, envelope) VALUES (?, ?, ?, ?, ?, 'dead', ?)",
+                (agent, event_id, failure_class, key, now, _dumps(envelope)),
+            )
+            first_seq = conn.execute(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM as_outbox WHERE agent = ? AND event_id = ?",
+                (agent, event_id),
+            ).fetchone()[0]
+            _insert_outbox(conn, agent, event_id, outputs, now, first_seq)
+            return int(cur.lastrowid or 0)
+
+        return await self.db.write(op)
+
+    async def applied_version(self, agent: str, entity: str) -> int | None:
+        """Highest applied version of an entity."""
+
+        def op(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "SELECT version FROM as_entity_versions WHERE agent = ? AND entity = ?",
+                (agent, entity),
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self.db.read(op)
+
+    async def claim_outbox(self, owner: str, *, limit: int, lease_s: float) -> list[OutboxRow]:
+        """Lease up to ``limit`` unpublished rows whose relay lease has lapsed."""
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> list[OutboxRow]:
+            rows = conn.execute(
+                "SELECT id, agent, event_id, seq, topic, key, value, headers, dedupe_id, "
+                "published_at FROM as_outbox WHERE published_at IS NULL "
+                "AND (relay_lease < ? OR relay_owner = ?) ORDER BY id LIMIT ?",
+                (now, owner, limit),
+            ).fetchall()
+            if rows:
+                conn.executemany(
+                    "UPDATE as_outbox SET relay_owner = ?, relay_lease = ? WHERE id = ?",
+                    [(owner, now + lease_s, r[0]) for r in rows],
+                )
+            return [_outbox_from_row(r) for r in rows]
+
+        return await self.db.write(op)
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        """Record publication of outbox rows."""
+        if not ids:
+            return
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE as_outbox SET published_at = ? WHERE id = ?", [(now, i) for i in ids]
+            )
+
+        await self.db.write(op)
+
+    async def get_event(self, agent: str, event_id: str) -> EventRecord | None:
+        """One event's row."""
+
+        def op(conn: sqlite3.Connection) -> EventRecord | None:
+            row = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM as_events WHERE agent = ? AND event_id = ?",
+                (agent, event_id),
+            ).fetchone()
+            return None if row is None else _event_from_row(row)
+
+        return await self.db.read(op)
+
+    async def list_events(
+        self, *, agent: str | None = None, state: EventState | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        """Events, most recently updated first."""
+        where, args = _filters(agent=agent, state=state)
+
+        def op(conn: sqlite3.Connection) -> list[EventRecord]:
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM as_events {where} ORDER BY updated_at DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+            return [_event_from_row(r) for r in rows]
+
+        return await self.db.read(op)
+
+    async def steps(self, agent: str, event_id: str) -> list[StepRecord]:
+        """An event's steps in order."""
+
+        def op(conn: sqlite3.Connection) -> list[StepRecord]:
+            return [
+                _step_from_row(r)
+                for r in conn.execute(
+                    f"SELECT {_STEP_COLUMNS} FROM as_steps WHERE agent = ? AND event_id = ? "
+                    "ORDER BY seq",
+                    (agent, event_id),
+                )
+            ]
+
+        return await self.db.read(op)
+
+    async def failures(self, agent: str, event_id: str) -> list[FailureRecord]:
+        """An event's failed attempts in order."""
+
+        def op(conn: sqlite3.Connection) -> list[FailureRecord]:
+            return [
+                FailureRecord(*r)
+                for r in conn.execute(
+                    "SELECT attempt, failure_class, error_type, message, traceback, at "
+                    "FROM as_failures WHERE agent = ? AND event_id = ? ORDER BY id",
+                    (agent, event_id),
+                )
+            ]
+
+        return await self.db.read(op)
+
+    async def outbox(self, agent: str, event_id: str) -> list[OutboxRow]:
+        """An event's outbox rows in order."""
+
+        def op(conn: sqlite3.Connection) -> list[OutboxRow]:
+            return [
+                _outbox_from_row(r)
+                for r in conn.execute(
+                    "SELECT id, agent, event_id, seq, topic, key, value, headers, dedupe_id, "
+                    "published_at FROM as_outbox WHERE agent = ? AND event_id = ? ORDER BY seq",
+                    (agent, event_id),
+                )
+            ]
+
+        return await self.db.read(op)
+
+    async def dead_letters(
+        self, *, agent: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[DeadLetterRecord]:
+        """Dead letters, newest first."""
+        where, args = _filters(agent=agent, status=status)
+
+        def op(conn: sqlite3.Connection) -> list[DeadLetterRecord]:
+            rows = conn.execute(
+                "SELECT id, agent, event_id, failure_class, event_key, created_at, status, "
+                f"envelope FROM as_dead_letters {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+            return [
+                DeadLetterRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]))
+                for r in rows
+            ]
+
+        return await self.db.read(op)
+
+    async def counts(self, agent: str | None = None) -> dict[str, int]:
+        """Events per state, plus ``dead_letters``."""
+        where, args = _filters(agent=agent)
+
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            out = {s.value: 0 for s in EventState}
+            for state, n in conn.execute(
+                f"SELECT state, COUNT(*) FROM as_events {where} GROUP BY state", args
+            ):
+                out[state] = n
+            out["dead_letters"] = conn.execute(
+                f"SELECT COUNT(*) FROM as_dead_letters {where}", args
+            ).fetchone()[0]
+            return out
+
+        return await self.db.read(op)
+
+
+def _filters(**conditions: Any) -> tuple[str, tuple[Any, ...]]:
+    parts = [f"{name} = ?" for name, value in conditions.items() if value is not None]
+    args = tuple(str(v) for v in conditions.values() if v is not None)
+    return ("WHERE " + " AND ".join(parts) if parts else ""), args
+
+
+def from_url(url: str, backends: Backends) -> SqliteStore:
+    """A SQLite journal for a ``sqlite://`` URL, sharing the process's database thread."""
+    from agentstream.backends import sqlite_path
+
+    return SqliteStore(backends.sqlite(sqlite_path(url)))

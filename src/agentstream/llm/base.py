@@ -1,0 +1,119 @@
+"""The LLM provider interface and the request/response types journaled for every call.
+
+Requests use the chat-completions message shape (``{"role": ..., "content": ...}``) as the
+neutral form; each provider translates it to its own API at the edge, and translates its SDK's
+errors into :mod:`agentstream.failures`: 429 -> ``RateLimitedError`` with ``retry_after``,
+5xx -> ``ProviderUnavailable``, timeouts -> ``ProviderTimeout``, context length ->
+``ContextOverflowError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentstream.codec import fingerprint
+
+
+class Usage(BaseModel):
+    """Token usage reported by the provider."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+class ToolCall(BaseModel):
+    """A tool call requested by the model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    arguments: str = Field(description="The arguments as JSON text, exactly as the model wrote it.")
+
+
+class LLMRequest(BaseModel):
+    """One model call, as fingerprinted and journaled.
+
+    Attributes:
+        model: Model name as the provider knows it.
+        messages: Chat messages (``role``/``content``, plus ``tool_calls``/``tool_call_id``).
+        tools: Tool schemas in the chat-completions ``{"type": "function", ...}`` shape.
+        tool_choice: ``auto``, ``none``, ``required`` or a specific function.
+        response_format: Structured-output request (``{"type": "json_schema", ...}``).
+        temperature: Sampling temperature.
+        max_tokens: Cap on completion tokens.
+        params: Any further sampling parameters (top_p, seed, stop...).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """SHA-256 over model, parameters, messages and tool schemas."""
+        return fingerprint("llm", self.model_dump(mode="json"))
+
+
+class LLMResponse(BaseModel):
+    """A model's answer as journaled.
+
+    Attributes:
+        id: Provider response id.
+        model: Model that answered.
+        text: Text content, if any.
+        tool_calls: Tool calls, if any.
+        finish_reason: ``stop``, ``length``, ``tool_calls``, ``content_filter``, ``refusal``...
+        refusal: Refusal text when the provider reports one.
+        usage: Token usage.
+        cost_usd: Price of this call from the price table.
+        latency_ms: Wall time of the call.
+        raw: The provider's raw response body.
+    """
+
+    id: str = ""
+    model: str = ""
+    text: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    finish_reason: str = "stop"
+    refusal: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    raw: dict[str, Any] | None = None
+
+
+@runtime_checkable
+class LLMProvider(Protocol):
+    """Something that answers chat requests: a real API, a local server, the simulator."""
+
+    name: str
+
+    async def complete(self, request: LLMRequest, *, step_key: str) -> LLMResponse:
+        """Make one call.
+
+        Args:
+            request: The call.
+            step_key: Deterministic id of the journaled step (event identity and sequence);
+                providers pass it as an idempotency header where the API accepts one.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

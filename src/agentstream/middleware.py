@@ -1,0 +1,327 @@
+"""Middleware: cross-cutting behaviour around every event, step and model call.
+
+A middleware subclasses :class:`Middleware` and overrides the hooks it needs; every hook takes
+one frozen ``*Input`` dataclass, so fields can be added without breaking subclasses. Hooks named
+``before_*`` run in list order, ``after_*``/``on_*`` in reverse order. A ``before_*`` hook vetoes
+work by raising (for example :class:`~agentstream.failures.BudgetExceededError` from
+``before_llm_call``). The stack only calls hooks a middleware actually overrides, so an unused
+hook costs nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentstream.event import Event
+    from agentstream.llm.base import LLMRequest, LLMResponse
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInput:
+    """A worker for one agent starting or stopping."""
+
+    agent: str
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInput:
+    """An event about to be claimed and processed."""
+
+    agent: str
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutcome:
+    """How one delivery of an event ended.
+
+    Attributes:
+        outcome: ``completed``, ``duplicate`` (already completed), ``dead`` (already dead),
+            ``dead_lettered``, ``stale``, ``retry``, ``busy`` or ``fenced``.
+        failure_class: Failure class when the delivery failed.
+        duration_s: Wall time of the delivery.
+        llm_calls: Model calls made during this delivery.
+        llm_calls_replayed: Model calls answered from the journal during this delivery.
+    """
+
+    agent: str
+    event: Event
+    outcome: str
+    failure_class: str | None = None
+    error: BaseException | None = None
+    duration_s: float = 0.0
+    llm_calls: int = 0
+    llm_calls_replayed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LLMCallInput:
+    """A model call about to be made (not called for calls answered from the journal)."""
+
+    agent: str
+    event: Event
+    seq: int
+    request: LLMRequest
+    prompt_tokens_estimate: int
+
+
+@dataclass(frozen=True, slots=True)
+class LLMCallOutput:
+    """A model call that returned or failed."""
+
+    agent: str
+    event: Event
+    seq: int
+    request: LLMRequest
+    response: LLMResponse | None
+    error: BaseException | None
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    """A journaled step (plain step, effect or LLM call) that finished or was replayed."""
+
+    agent: str
+    event: Event
+    seq: int
+    kind: str
+    name: str
+    replayed: bool
+    duration_s: float
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryInput:
+    """An event scheduled for another attempt after a transient failure."""
+
+    agent: str
+    event: Event
+    attempt: int
+    failure_class: str
+    error: BaseException
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterInput:
+    """An event that was dead-lettered."""
+
+    agent: str
+    event: Event
+    failure_class: str
+    error: BaseException | None
+    dead_letter_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedInput:
+    """An event whose completion is durable in the journal, before its offset is acknowledged."""
+
+    agent: str
+    event: Event
+    outputs: int
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class NonDeterminismInput:
+    """A journaled step asked for with a request that differs from the recorded one."""
+
+    agent: str
+    event: Event
+    seq: int
+    name: str
+    recorded_fingerprint: str
+    new_fingerprint: str
+    policy: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollInput:
+    """One turn of the poll loop."""
+
+    agent: str
+    fetched: int
+    buffered: int
+    in_flight: int
+    paused: bool
+
+
+class Middleware:
+    """Base class: every hook does nothing. Override the ones you need."""
+
+    async def on_worker_start(self, inp: WorkerInput) -> None:
+        """A worker started consuming."""
+
+    async def on_worker_stop(self, inp: WorkerInput) -> None:
+        """A worker stopped."""
+
+    async def before_process(self, inp: ProcessInput) -> None:
+        """Before an event is claimed."""
+
+    async def after_process(self, inp: ProcessOutcome) -> None:
+        """After a delivery ended, whatever the outcome."""
+
+    async def before_llm_call(self, inp: LLMCallInput) -> None:
+        """Before a model call; raise to veto it (budgets, admission control)."""
+
+    async def after_llm_call(self, inp: LLMCallOutput) -> None:
+        """After a model call returned or failed."""
+
+    async def after_step(self, inp: StepOutput) -> None:
+        """After a journaled step finished or was replayed."""
+
+    async def on_retry(self, inp: RetryInput) -> None:
+        """An event will be tried again."""
+
+    async def on_dead_letter(self, inp: DeadLetterInput) -> None:
+        """An event was dead-lettered."""
+
+    async def after_complete(self, inp: CompletedInput) -> None:
+        """Completion is durable; the offset is not yet acknowledged."""
+
+    async def on_nondeterminism(self, inp: NonDeterminismInput) -> None:
+        """A fingerprint mismatch was found on resume."""
+
+    async def on_poll(self, inp: PollInput) -> None:
+        """The poll loop fetched a batch (or nothing)."""
+
+
+_Hook = Callable[[Middleware, Any], Awaitable[None]]
+
+
+def _overrides(mw: Middleware, base: _Hook) -> bool:
+    return getattr(type(mw), base.__name__) is not base
+
+
+_HOOKS: tuple[_Hook, ...] = (
+    Middleware.on_worker_start,
+    Middleware.on_worker_stop,
+    Middleware.before_process,
+    Middleware.after_process,
+    Middleware.before_llm_call,
+    Middleware.after_llm_call,
+    Middleware.after_step,
+    Middleware.on_retry,
+    Middleware.on_dead_letter,
+    Middleware.after_complete,
+    Middleware.on_nondeterminism,
+    Middleware.on_poll,
+)
+
+
+class MiddlewareStack:
+    """An ordered list of middleware with typed dispatch.
+
+    Args:
+        items: Middleware in order; ``before_*`` hooks run first to last.
+    """
+
+    def __init__(self, items: Sequence[Middleware] = ()) -> None:
+        self._items: list[Middleware] = list(items)
+        self._index: dict[_Hook, list[Middleware]] = {}
+        self._reindex()
+
+    def add(
+        self,
+        middleware: Middleware,
+        *,
+        before: type[Middleware] | None = None,
+        after: type[Middleware] | None = None,
+    ) -> None:
+        """Insert a middleware, optionally right before or after the first of a given type."""
+        if before is not None and after is not None:
+            raise ValueError("pass before= or after=, not both")
+        anchor = before or after
+        position = len(self._items)
+        if anchor is not None:
+            for i, item in enumerate(self._items):
+                if isinstance(item, anchor):
+                    position = i if before is not None else i + 1
+                    break
+            else:
+                raise ValueError(f"no middleware of type {anchor.__name__} in the stack")
+        self._items.insert(position, middleware)
+        self._reindex()
+
+    @property
+    def items(self) -> list[Middleware]:
+        """The middleware, in order."""
+        return list(self._items)
+
+    def _reindex(self) -> None:
+        self._index = {hook: [m for m in self._items if _overrides(m, hook)] for hook in _HOOKS}
+
+    def wants(self, hook: _Hook) -> bool:
+        """Whether any middleware overrides ``hook`` (lets callers skip building inputs)."""
+        return bool(self._index[hook])
+
+    def _order(self, hook: _Hook, reverse: bool) -> list[Middleware]:
+        found = self._index[hook]
+        return found[::-1] if reverse else found
+
+    async def on_worker_start(self, inp: WorkerInput) -> None:
+        """Dispatch ``on_worker_start``."""
+        for m in self._order(Middleware.on_worker_start, False):
+            await m.on_worker_start(inp)
+
+    async def on_worker_stop(self, inp: WorkerInput) -> None:
+        """Dispatch ``on_worker_stop``."""
+        for m in self._order(Middleware.on_worker_stop, True):
+            await m.on_worker_stop(inp)
+
+    async def before_process(self, inp: ProcessInput) -> None:
+        """Dispatch ``before_process``."""
+        for m in self._order(Middleware.before_process, False):
+            await m.before_process(inp)
+
+    async def after_process(self, inp: ProcessOutcome) -> None:
+        """Dispatch ``after_process``."""
+        for m in self._order(Middleware.after_process, True):
+            await m.after_process(inp)
+
+    async def before_llm_call(self, inp: LLMCallInput) -> None:
+        """Dispatch ``before_llm_call``."""
+        for m in self._order(Middleware.before_llm_call, False):
+            await m.before_llm_call(inp)
+
+    async def after_llm_call(self, inp: LLMCallOutput) -> None:
+        """Dispatch ``after_llm_call``."""
+        for m in self._order(Middleware.after_llm_call, True):
+            await m.after_llm_call(inp)
+
+    async def after_step(self, inp: StepOutput) -> None:
+        """Dispatch ``after_step``."""
+        for m in self._order(Middleware.after_step, True):
+            await m.after_step(inp)
+
+    async def on_retry(self, inp: RetryInput) -> None:
+        """Dispatch ``on_retry``."""
+        for m in self._order(Middleware.on_retry, True):
+            await m.on_retry(inp)
+
+    async def on_dead_letter(self, inp: DeadLetterInput) -> None:
+        """Dispatch ``on_dead_letter``."""
+        for m in self._order(Middleware.on_dead_letter, True):
+            await m.on_dead_letter(inp)
+
+    async def after_complete(self, inp: CompletedInput) -> None:
+        """Dispatch ``after_complete``."""
+        for m in self._order(Middleware.after_complete, True):
+            await m.after_complete(inp)
+
+    async def on_nondeterminism(self, inp: NonDeterminismInput) -> None:
+        """Dispatch ``on_nondeterminism``."""
+        for m in self._order(Middleware.on_nondeterminism, True):
+            await m.on_nondeterminism(inp)
+
+    async def on_poll(self, inp: PollInput) -> None:
+        """Dispatch ``on_poll``."""
+        for m in self._order(Middleware.on_poll, True):
+            await m.on_poll(inp)

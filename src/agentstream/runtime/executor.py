@@ -1,0 +1,379 @@
+"""The executor: one delivery of one event, from claim to completion or dead letter.
+
+1. Claim the event in the journal (atomic; lease and fencing epoch).
+   ``completed`` or ``dead``: the agent does not run, the delivery is acknowledged.
+   ``busy`` (a live lease elsewhere, or a retry backoff): try again when it ends.
+2. A poison event (undecodable, oversized, schema-invalid) is dead-lettered at once; an event
+   whose durable attempt count is spent is dead-lettered as ``attempts_exhausted``.
+3. With entity versions configured, an event at or below the applied version completes as
+   ``stale`` without running the agent.
+4. The handler runs with a :class:`~agentstream.context.Context` that replays recorded steps.
+5. Success: completion, outputs and entity version in one journal transaction.
+   Transient failure: the failure is recorded, the claim released until the backoff ends.
+   Anything else: one transaction marks the event dead, stores the envelope and queues the DLQ
+   record. A fenced write (the claim moved on) abandons the delivery; the next claim tells.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agentstream.agent import AgentSpec
+from agentstream.codec import to_jsonable
+from agentstream.context import Context
+from agentstream.deadletter import build_envelope, dead_letter_record, format_traceback
+from agentstream.event import Event, payload_hash
+from agentstream.failures import FailureClass, FencedError, classify, retry_after_hint
+from agentstream.journal.base import Claim, ClaimStatus, Completion, EventMeta, FailureRecord, Store
+from agentstream.llm.base import LLMProvider
+from agentstream.middleware import (
+    CompletedInput,
+    DeadLetterInput,
+    Middleware,
+    MiddlewareStack,
+    ProcessInput,
+    ProcessOutcome,
+    RetryInput,
+)
+
+log = logging.getLogger("agentstream.executor")
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The delivery is finished; acknowledge it."""
+
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """Process the same event again after ``delay_s``; later events of its key wait."""
+
+    delay_s: float
+    outcome: str = "retry"
+
+
+Outcome = Done | RetryLater
+
+
+class LeaseLost(Exception):
+    """Raised into a handler whose claim was lost while it ran."""
+
+
+class Executor:
+    """Processes deliveries of one agent's events.
+
+    Args:
+        spec: The agent.
+        store: The journal.
+        provider: LLM provider for ``ctx.llm``.
+        middleware: Middleware stack.
+        owner: This worker's id, recorded with claims.
+        group: Consumer group, recorded in dead letters.
+        lease_s: Claim lease; renewed while the handler runs.
+        clock: Wall-clock seconds.
+        rng: Randomness for backoff jitter.
+    """
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        store: Store,
+        provider: LLMProvider | None,
+        middleware: MiddlewareStack,
+        *,
+        owner: str,
+        group: str,
+        lease_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.provider = provider
+        self.mw = middleware
+        self.owner = owner
+        self.group = group
+        self.lease_s = lease_s
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._claims: dict[str, int] = {}
+        self._tasks: dict[str, asyncio.Task[object]] = {}
+        self._lost: set[str] = set()
+
+    def claims(self) -> list[tuple[str, int]]:
+        """Current ``(event identity, epoch)`` claims, for lease renewal."""
+        return list(self._claims.items())
+
+    def lease_lost(self, identity: str) -> None:
+        """Stop the handler of an event whose claim was taken over."""
+        task = self._tasks.get(identity)
+        if task is not None and not task.done():
+            self._lost.add(identity)
+            task.cancel()
+
+    async def process(self, event: Event) -> Outcome:
+        """Handle one delivery; never raises except on cancellation."""
+        started = time.monotonic()
+        if self.mw.wants(Middleware.before_process):
+            await self.mw.before_process(ProcessInput(self.spec.name, event))
+        ctx: Context | None = None
+        failure_class: str | None = None
+        error: BaseException | None = None
+        try:
+            claim = await self.store.claim(
+                self.spec.name,
+                event.identity,
+                owner=self.owner,
+                lease_s=self.lease_s,
+                meta=EventMeta(
+                    key=event.key,
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                    timestamp_ms=event.message.timestamp_ms,
+                    input_hash=payload_hash(event.message.value),
+                    group_id=self.group,
+                    identity_source=event.identity_source,
+                ),
+            )
+            if claim.status == ClaimStatus.COMPLETED:
+                outcome: Outcome = Done("duplicate")
+            elif claim.status == ClaimStatus.DEAD:
+                outcome = Done("dead")
+            elif claim.status == ClaimStatus.BUSY:
+                outcome = RetryLater(max(0.05, claim.lease_until - self._clock()), "busy")
+            else:
+                outcome, ctx, failure_class, error = await self._run_claimed(event, claim)
+        except FencedError:
+            outcome = RetryLater(0.05, "fenced")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # journal unavailable: keep the event, try again later
+            log.exception(
+                "agent %s: journal error on %s; will retry", self.spec.name, event.identity
+            )
+            outcome, error = RetryLater(1.0, "error"), exc
+        if self.mw.wants(Middleware.after_process):
+            await self.mw.after_process(
+                ProcessOutcome(
+                    self.spec.name,
+                    event,
+                    outcome.outcome,
+                    failure_class,
+                    error,
+                    time.monotonic() - started,
+                    ctx.llm_calls if ctx else 0,
+                    ctx.llm_calls_replayed if ctx else 0,
+                )
+            )
+        return outcome
+
+    async def _run_claimed(
+        self, event: Event, claim: Claim
+    ) -> tuple[Outcome, Context | None, str | None, BaseException | None]:
+        identity, epoch = event.identity, claim.epoch
+        spec = self.spec
+        self._claims[identity] = epoch
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks[identity] = task
+        try:
+            if event.decode_error is not None:
+                cls = classify(event.decode_error)
+                await self._dead_letter(event, claim, str(cls), event.decode_error, None)
+                return Done("dead_lettered"), None, str(cls), event.decode_error
+            if claim.attempts > spec.retry.attempts:
+                failures = await self.store.failures(spec.name, identity)
+                reason = RuntimeError(
+                    f"attempt {claim.attempts} exceeds the limit of {spec.retry.attempts}; "
+                    "earlier attempts failed or were interrupted (worker crash, lease loss)"
+                )
+                cls = FailureClass.ATTEMPTS_EXHAUSTED
+                await self._dead_letter(event, claim, str(cls), reason, None, failures=failures)
+                return Done("dead_lettered"), None, str(cls), reason
+            if spec.version is not None and event.version is not None:
+                applied = await self.store.applied_version(spec.name, event.key)
+                if applied is not None and event.version <= applied:
+                    await self.store.complete(
+                        spec.name,
+                        identity,
+                        epoch,
+                        Completion(
+                            outcome="stale",
+                            result={"stale_version": event.version, "applied_version": applied},
+                        ),
+                    )
+                    return Done("stale"), None, None, None
+            ctx = Context(
+                spec=spec,
+                event=event,
+                store=self.store,
+                epoch=epoch,
+                attempt=claim.attempts,
+                recorded=claim.steps,
+                provider=self.provider,
+                middleware=self.mw,
+                clock=self._clock,
+            )
+            try:
+                result = await spec.handler(ctx, event.payload)
+            except asyncio.CancelledError:
+                if identity in self._lost and task is not None:
+                    task.uncancel()
+                    return RetryLater(0.05, "fenced"), ctx, None, None
+                raise
+            except FencedError:
+                return RetryLater(0.05, "fenced"), ctx, None, None
+            except Exception as exc:
+                outcome, failed_as = await self._failed(event, claim, ctx, exc)
+                return outcome, ctx, failed_as, exc
+            await self._note_mismatches(ctx, epoch)
+            outputs = ctx.outputs(result)
+            completion = Completion(
+                outputs=outputs,
+                result=to_jsonable(result),
+                entity=event.key
+                if spec.version is not None and event.version is not None
+                else None,
+                version=event.version,
+            )
+            await self.store.complete(spec.name, identity, epoch, completion)
+            if self.mw.wants(Middleware.after_complete):
+                await self.mw.after_complete(CompletedInput(spec.name, event, len(outputs), result))
+            return Done("completed"), ctx, None, None
+        except asyncio.CancelledError:
+            if identity not in self._lost:
+                await self._release_quietly(identity, epoch)
+            raise
+        finally:
+            self._claims.pop(identity, None)
+            self._tasks.pop(identity, None)
+            self._lost.discard(identity)
+
+    async def _failed(
+        self, event: Event, claim: Claim, ctx: Context, exc: BaseException
+    ) -> tuple[Outcome, str]:
+        spec = self.spec
+        cls = classify(exc, spec.retry)
+        await self._note_mismatches(ctx, claim.epoch)
+        await self.store.record_failure(
+            spec.name,
+            event.identity,
+            claim.epoch,
+            FailureRecord(
+                attempt=claim.attempts,
+                failure_class=str(cls),
+                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                message=str(exc)[:4000],
+                traceback=format_traceback(exc)[-8000:],
+                at=self._clock(),
+            ),
+        )
+        if cls == FailureClass.TRANSIENT and claim.attempts < spec.retry.attempts:
+            delay = spec.retry.backoff(claim.attempts, self._rng)
+            hint = retry_after_hint(exc)
+            if hint is not None:
+                delay = max(delay, hint)
+            await self.store.release(
+                spec.name, event.identity, claim.epoch, not_before=self._clock() + delay
+            )
+            if self.mw.wants(Middleware.on_retry):
+                await self.mw.on_retry(
+                    RetryInput(spec.name, event, claim.attempts, str(cls), exc, delay)
+                )
+            return RetryLater(delay), str(cls)
+        final = FailureClass.ATTEMPTS_EXHAUSTED if cls == FailureClass.TRANSIENT else cls
+        await self._dead_letter(event, claim, str(final), exc, ctx)
+        return Done("dead_lettered"), str(final)
+
+    async def _note_mismatches(self, ctx: Context, epoch: int) -> None:
+        for m in ctx.mismatches:
+            log.warning(
+                "agent %s event %s: non-deterministic step %s %r (recorded %s, now %s); policy %s",
+                self.spec.name,
+                ctx.identity,
+                m["seq"],
+                m["name"],
+                m["recorded_fingerprint"][:12],
+                m["new_fingerprint"][:12],
+                m["policy"],
+            )
+            await self.store.record_failure(
+                self.spec.name,
+                ctx.identity,
+                epoch,
+                FailureRecord(
+                    attempt=ctx.attempt,
+                    failure_class=str(FailureClass.NONDETERMINISM),
+                    error_type="agentstream.NonDeterminismReport",
+                    message=(
+                        f"step {m['seq']} {m['name']!r}: recorded fingerprint "
+                        f"{m['recorded_fingerprint']} (step {m['recorded_name']!r}), new "
+                        f"fingerprint {m['new_fingerprint']}; policy {m['policy']}"
+                    ),
+                    at=self._clock(),
+                ),
+            )
+        ctx.mismatches.clear()
+
+    async def _dead_letter(
+        self,
+        event: Event,
+        claim: Claim,
+        failure_class: str,
+        error: BaseException | None,
+        ctx: Context | None,
+        *,
+        failures: list[FailureRecord] | None = None,
+    ) -> None:
+        spec = self.spec
+        if failures is None:
+            failures = await self.store.failures(spec.name, event.identity)
+        steps = await self.store.steps(spec.name, event.identity)
+        envelope = build_envelope(
+            spec=spec,
+            event=event,
+            group=self.group,
+            failure_class=failure_class,
+            error=error,
+            attempts=claim.attempts,
+            failures=failures,
+            steps=steps,
+            issued_keys=ctx.issued_keys if ctx else (),
+        )
+        outputs = (
+            [dead_letter_record(spec.dead_letter, event, envelope)] if spec.dead_letter else []
+        )
+        dlq_id = await self.store.dead_letter(
+            spec.name,
+            event.identity,
+            claim.epoch,
+            failure_class=failure_class,
+            envelope=envelope,
+            outputs=outputs,
+        )
+        log.warning(
+            "agent %s: event %s dead-lettered (%s, attempt %d): %s",
+            spec.name,
+            event.identity,
+            failure_class,
+            claim.attempts,
+            error,
+        )
+        if self.mw.wants(Middleware.on_dead_letter):
+            await self.mw.on_dead_letter(
+                DeadLetterInput(spec.name, event, failure_class, error, dlq_id)
+            )
+
+    async def _release_quietly(self, identity: str, epoch: int) -> None:
+        try:
+            await asyncio.shield(self.store.release(self.spec.name, identity, epoch))
+        except (asyncio.CancelledError, Exception):  # shutdown: the lease expires anyway
+            log.debug("release of %s failed during cancellation", identity)

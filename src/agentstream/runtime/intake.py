@@ -1,0 +1,61 @@
+"""Intake: turn a transport's message into an event for one agent.
+
+Decoding, identity, ordering key and entity version are derived here, on the poll loop, because
+the key decides which queue the event joins. Nothing here may raise: a message that cannot be
+decoded, or whose key or version function fails, becomes a poison event carrying its error, so
+it is dead-lettered in order instead of killing the consumer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentstream.agent import AgentSpec
+from agentstream.event import Event, Message, derive_identity, derive_key, text_of
+from agentstream.failures import PoisonError, SchemaInvalidPayload
+
+IDENTITY_OVERRIDE_HEADER = "agentstream-identity"
+"""Set by ``agentstream dlq redrive`` so a re-published message keeps its original identity."""
+
+
+def interpret(spec: AgentSpec, message: Message) -> Event:
+    """Derive the event an agent sees from a message; never raises."""
+    payload: Any = None
+    error: BaseException | None = None
+    try:
+        payload = spec.decode(message)
+    except PoisonError as exc:
+        error = exc
+    ok = error is None
+    override = text_of(message.header(IDENTITY_OVERRIDE_HEADER))
+    try:
+        if override:
+            identity, source = override, "redrive"
+        else:
+            identity, source = derive_identity(message, payload, spec.identity, payload_ok=ok)
+    except Exception as exc:
+        error = error or SchemaInvalidPayload(f"identity function failed: {exc!r}")
+        identity, source = message.coordinates, "coordinates"
+        ok = False
+    try:
+        key = derive_key(message, payload, spec.key, identity, payload_ok=ok)
+    except Exception as exc:
+        error = error or SchemaInvalidPayload(f"key function failed: {exc!r}")
+        key = text_of(message.key) or identity
+        ok = False
+    version: int | None = None
+    if spec.version is not None and ok:
+        try:
+            raw = spec.version(payload)
+            version = None if raw is None else int(raw)
+        except Exception as exc:
+            error = SchemaInvalidPayload(f"version function failed: {exc!r}")
+    return Event(
+        message=message,
+        identity=identity,
+        key=key,
+        payload=payload if error is None else None,
+        decode_error=error,
+        version=version,
+        identity_source=source,
+    )

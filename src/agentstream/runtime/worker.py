@@ -1,0 +1,192 @@
+"""The agent worker: a poll loop feeding the scheduler, with leases and commits alongside.
+
+The poll loop only fetches, interprets (decode, identity, key) and queues; it never runs agent
+code and never waits for it, so a ten-minute model call cannot stall polling (and so cannot get
+the consumer evicted from its group). When the scheduler's buffer is full the loop pauses the
+transport and keeps polling; it resumes once the buffer has drained to ``resume_ratio``.
+
+Shutdown, in order:
+
+1. stop polling and pause the transport;
+2. let running events finish for ``shutdown_grace_s``, then cancel them (their claims are
+   released so another worker can take them at once);
+3. commit the offsets of everything done;
+4. close the transport (leave the group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from agentstream.agent import AgentSpec
+from agentstream.config import RuntimeConfig
+from agentstream.event import Event, TopicPartition
+from agentstream.journal.base import Store
+from agentstream.llm.base import LLMProvider
+from agentstream.middleware import Middleware, MiddlewareStack, PollInput, WorkerInput
+from agentstream.runtime.executor import Executor
+from agentstream.runtime.intake import interpret
+from agentstream.runtime.relay import OutboxRelay
+from agentstream.runtime.scheduler import KeyedScheduler
+from agentstream.transports.base import Transport
+
+log = logging.getLogger("agentstream.worker")
+
+
+class AgentWorker:
+    """Consumes one agent's source and processes its events.
+
+    Args:
+        spec: The agent.
+        transport: Its consumer (one per worker).
+        store: The journal.
+        provider: LLM provider.
+        middleware: Middleware stack.
+        config: Runtime settings.
+        owner: Worker id recorded with claims.
+        group: Consumer group.
+        relay: The process's outbox relay, notified on completions.
+    """
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        transport: Transport,
+        store: Store,
+        provider: LLMProvider | None,
+        middleware: MiddlewareStack,
+        config: RuntimeConfig,
+        *,
+        owner: str,
+        group: str,
+        relay: OutboxRelay | None = None,
+    ) -> None:
+        self.spec = spec
+        self.transport = transport
+        self.store = store
+        self.mw = middleware
+        self.config = config
+        self.group = group
+        self.relay = relay
+        self.executor = Executor(
+            spec, store, provider, middleware, owner=owner, group=group, lease_s=config.lease_s
+        )
+        self.scheduler = KeyedScheduler(
+            self.executor.process, self._done, concurrency=spec.concurrency
+        )
+        self.paused = False
+        self.delivered = 0
+        self._warned_coordinates = False
+        self._stop = asyncio.Event()
+
+    def _done(self, event: Event) -> None:
+        self.transport.ack(event.message)
+        if self.relay is not None:
+            self.relay.notify()
+
+    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """Partitions arrived."""
+        log.info("agent %s: assigned %s", self.spec.name, ", ".join(map(str, partitions)))
+
+    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Partitions are leaving: drop their queued events, give running ones a short grace."""
+        log.info("agent %s: revoked %s", self.spec.name, ", ".join(map(str, partitions)))
+        running = self.scheduler.drop(partitions)
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self.config.revoke_grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    def stop(self) -> None:
+        """Ask the worker to shut down."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Poll and process until :meth:`stop`, then shut down in order."""
+        await self.transport.start()
+        await self.transport.subscribe([self.spec.source], self.group, self)
+        await self.mw.on_worker_start(WorkerInput(self.spec.name, self.group))
+        lease_task = asyncio.create_task(self._keep_leases(), name=f"leases:{self.spec.name}")
+        try:
+            await self._poll_loop()
+        finally:
+            self.transport.pause()
+            await self.scheduler.close(self.config.shutdown_grace_s)
+            lease_task.cancel()
+            await asyncio.gather(lease_task, return_exceptions=True)
+            try:
+                await self.transport.commit()
+            finally:
+                await self.transport.close()
+                await self.mw.on_worker_stop(WorkerInput(self.spec.name, self.group))
+
+    async def _poll_loop(self) -> None:
+        cfg = self.config
+        high = cfg.max_buffered
+        low = max(0, int(high * cfg.resume_ratio))
+        next_commit = time.monotonic() + cfg.commit_interval_s
+        wants_poll = self.mw.wants(Middleware.on_poll)
+        while not self._stop.is_set():
+            room = max(1, high - self.scheduler.buffered)
+            messages = await self.transport.poll(min(cfg.poll_batch, room), cfg.poll_timeout_s)
+            for message in messages:
+                event = interpret(self.spec, message)
+                if (
+                    event.identity_source == "coordinates"
+                    and self.spec.identity is None
+                    and not self._warned_coordinates
+                ):
+                    self._warned_coordinates = True
+                    log.warning(
+                        "agent %s: events have no id header and no identity function; using "
+                        "source coordinates (topic/partition/offset) as identity, which does "
+                        "not catch producer duplicates. Set identity= on the agent.",
+                        self.spec.name,
+                    )
+                self.scheduler.submit(event)
+            self.delivered += len(messages)
+            buffered = self.scheduler.buffered
+            if not self.paused and buffered >= high:
+                self.transport.pause()
+                self.paused = True
+            elif self.paused and buffered <= low:
+                self.transport.resume()
+                self.paused = False
+            if wants_poll:
+                await self.mw.on_poll(
+                    PollInput(
+                        self.spec.name,
+                        len(messages),
+                        buffered,
+                        self.scheduler.in_flight,
+                        self.paused,
+                    )
+                )
+            if time.monotonic() >= next_commit:
+                await self.transport.commit()
+                next_commit = time.monotonic() + cfg.commit_interval_s
+            if not messages and self.paused:
+                await asyncio.sleep(min(cfg.poll_timeout_s, 0.05))
+
+    async def _keep_leases(self) -> None:
+        period = self.config.lease_s / 3
+        while True:
+            await asyncio.sleep(period)
+            claims = self.executor.claims()
+            if not claims:
+                continue
+            try:
+                lost = await self.store.renew(self.spec.name, claims, self.config.lease_s)
+            except Exception:
+                log.exception("agent %s: lease renewal failed", self.spec.name)
+                continue
+            for identity in lost:
+                log.warning(
+                    "agent %s: claim on %s lost; stopping its handler", self.spec.name, identity
+                )
+                self.executor.lease_lost(identity)
