@@ -317,5 +317,5 @@ class Store(Protocol):
         ...
 
     async def counts(self, agent: str | None = None) -> dict[str, int]:
-        """Number of events per state (and ``dead_letters``)."""
+        """Number of events per state, plus ``dead_letters`` and ``outbox_pending``."""
         ...

@@ -648,6 +648,11 @@ class SqliteStore:
             out["dead_letters"] = conn.execute(
                 f"SELECT COUNT(*) FROM as_dead_letters {where}", args
             ).fetchone()[0]
+            out["outbox_pending"] = conn.execute(
+                f"SELECT COUNT(*) FROM as_outbox {where} "
+                f"{'AND' if where else 'WHERE'} published_at IS NULL",
+                args,
+            ).fetchone()[0]
             return out
 
         return await self.db.read(op)

@@ -395,6 +395,28 @@ class EmbeddedTransport:
 
         return await self.db.read(op)
 
+    async def group_offsets(
+        self, group: str, topics: Sequence[str]
+    ) -> dict[TopicPartition, tuple[int | None, int | None]]:
+        """Committed offset and log end of each partition of ``topics`` for ``group``."""
+        wanted = list(topics)
+
+        def op(conn: sqlite3.Connection) -> dict[TopicPartition, tuple[int | None, int | None]]:
+            out: dict[TopicPartition, tuple[int | None, int | None]] = {}
+            for topic in wanted:
+                for p, end in conn.execute(
+                    "SELECT partition, next_offset FROM log_partitions WHERE topic = ?", (topic,)
+                ):
+                    row = conn.execute(
+                        'SELECT "offset" FROM log_group_offsets WHERE group_id = ? AND topic = ? '
+                        "AND partition = ?",
+                        (group, topic, p),
+                    ).fetchone()
+                    out[TopicPartition(topic, p)] = (None if row is None else int(row[0]), end)
+            return out
+
+        return await self.db.read(op)
+
     async def close(self) -> None:
         """Commit, leave the group and stop the database thread."""
         if not self._started:
@@ -428,36 +450,6 @@ def read_topic(db_path: str | Path, topic: str) -> list[Message]:
     finally:
         conn.close()
     return [Message(topic, r[0], r[1], r[2], r[3], decode_headers(r[4]), r[5]) for r in rows]
-
-
-def group_state(db_path: str | Path, group: str) -> dict[str, Any]:
-    """Committed offsets and log ends of a group's partitions, synchronously (status, tests)."""
-    conn = SqliteDatabase(db_path).connect()
-    try:
-        committed = {
-            TopicPartition(t, p): o
-            for t, p, o in conn.execute(
-                'SELECT topic, partition, "offset" FROM log_group_offsets WHERE group_id = ?',
-                (group,),
-            )
-        }
-        topics = {tp.topic for tp in committed}
-        ends = {
-            TopicPartition(t, p): o
-            for t, p, o in conn.execute("SELECT topic, partition, next_offset FROM log_partitions")
-            if t in topics
-        }
-        members = [
-            r[0]
-            for r in conn.execute(
-                "SELECT member_id FROM log_group_members WHERE group_id = ?", (group,)
-            )
-        ]
-    except sqlite3.OperationalError:
-        return {"committed": {}, "ends": {}, "members": []}
-    finally:
-        conn.close()
-    return {"committed": committed, "ends": ends, "members": members}
 
 
 def from_url(url: str, config: RuntimeConfig, backends: Backends) -> EmbeddedTransport:

@@ -1,0 +1,5 @@
+"""``python -m agentstream``."""
+
+from agentstream.cli import main
+
+main()

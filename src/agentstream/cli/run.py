@@ -1,0 +1,65 @@
+"""``agentstream run``: run an app's agents in one or several processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from agentstream.cli._app import cli, console, load_app, run_async, setup_logging
+
+
+@cli.command()
+def run(
+    target: Annotated[str, typer.Argument(help="The app, as MODULE:ATTRIBUTE.")],
+    agent: Annotated[
+        list[str] | None, typer.Option("--agent", "-a", help="Run only these agents.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes to start.", min=1)] = 1,
+    broker: Annotated[str | None, typer.Option(help="Override the broker URL.")] = None,
+    store: Annotated[str | None, typer.Option(help="Override the journal URL.")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+) -> None:
+    """Consume and process until interrupted (SIGINT/SIGTERM stop gracefully)."""
+    if broker:
+        os.environ["AGENTSTREAM_BROKER"] = broker
+    if store:
+        os.environ["AGENTSTREAM_STORE"] = store
+    if workers > 1:
+        raise typer.Exit(_supervise(target, agent or [], workers, log_level))
+    setup_logging(log_level)
+    app = load_app(target)
+    if broker:
+        app.broker_url = broker
+    if store:
+        app.store_url = store
+    run_async(app.run(agents=agent or None))
+
+
+def _supervise(target: str, agents: list[str], n: int, log_level: str) -> int:
+    """Start ``n`` single-worker processes and stop them together."""
+    cmd = [sys.executable, "-m", "agentstream", "run", target, "--log-level", log_level]
+    for name in agents:
+        cmd += ["--agent", name]
+    procs = [subprocess.Popen(cmd) for _ in range(n)]
+    console.print(f"started {n} worker processes: {', '.join(str(p.pid) for p in procs)}")
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    while any(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    codes = [p.returncode for p in procs]
+    return 0 if stopping or all(c == 0 for c in codes) else max(abs(c) for c in codes)

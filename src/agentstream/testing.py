@@ -1,0 +1,144 @@
+"""Test support shipped with the package: run an App in-process and wait for it to drain.
+
+Everything here drives the real runtime against real backends (the embedded log and SQLite
+journal by default); nothing is mocked::
+
+    async with AppHarness(app) as h:
+        await h.produce("tickets", [ticket.model_dump_json() for ticket in tickets])
+        await h.wait_drained()
+        outputs = await h.read("triage")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from agentstream.app import App
+from agentstream.backends import Backends, scheme_of, sqlite_path
+from agentstream.codec import encode_value
+from agentstream.event import Message, OutgoingRecord, headers_from_mapping
+from agentstream.runtime.worker import AgentWorker
+from agentstream.transports.embedded import read_topic
+
+
+class AppHarness:
+    """Runs an App's agents in the current event loop.
+
+    Args:
+        app: The application.
+        agents: Agents to run (default: all).
+    """
+
+    def __init__(self, app: App, *, agents: Sequence[str] | None = None) -> None:
+        self.app = app
+        self.agents = agents
+        self.workers: list[AgentWorker] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._backends = Backends(app.broker_url, app.store_url, app.config)
+
+    async def __aenter__(self) -> AppHarness:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start the workers and wait until they own partitions."""
+        self._task = asyncio.create_task(
+            self.app.run(
+                agents=self.agents,
+                stop=self._stop,
+                install_signal_handlers=False,
+                on_started=self.workers.extend,
+            )
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._task.done():
+                await self._task
+            if self.workers and all(w.transport.assignment() for w in self.workers):
+                return
+            await asyncio.sleep(0.02)
+        raise TimeoutError("workers did not get partitions within 30s")
+
+    async def stop(self) -> None:
+        """Stop the workers gracefully."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def produce(
+        self,
+        topic: str,
+        values: Iterable[Any],
+        *,
+        key: Any = None,
+        headers: Any = None,
+    ) -> int:
+        """Publish values (bytes, text, JSON-able or pydantic) to a topic.
+
+        Args:
+            topic: Destination.
+            values: Record values.
+            key: A function of each value giving its key, or None.
+            headers: A function of each value giving a header mapping, or None.
+        """
+        records = [
+            OutgoingRecord(
+                topic,
+                None if key is None else str(key(v)).encode(),
+                encode_value(v),
+                headers_from_mapping(None if headers is None else headers(v)),
+            )
+            for v in values
+        ]
+        transport = self._backends.transport()
+        await transport.start()
+        try:
+            await transport.produce(records)
+        finally:
+            await transport.close()
+        return len(records)
+
+    async def wait_drained(self, timeout_s: float = 60.0) -> None:
+        """Wait until every delivered event is done, committed and its outputs published."""
+        deadline = time.monotonic() + timeout_s
+        store = self._backends.store()
+        await store.open()
+        try:
+            while True:
+                if self._task is not None and self._task.done():
+                    await self._task
+                idle = all(w.scheduler.buffered == 0 for w in self.workers)
+                lags = [await w.transport.lag() for w in self.workers]
+                caught_up = all(all(v == 0 for v in lag.values()) for lag in lags)
+                pending = (await store.counts())["outbox_pending"]
+                if idle and caught_up and pending == 0:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"not drained after {timeout_s}s: buffered="
+                        f"{[w.scheduler.buffered for w in self.workers]} lag={lags} "
+                        f"outbox_pending={pending}"
+                    )
+                await asyncio.sleep(0.05)
+        finally:
+            await store.close()
+
+    def read(self, topic: str) -> list[Message]:
+        """Every record of a topic on the embedded log, in partition and offset order."""
+        if scheme_of(self.app.broker_url) != "sqlite":
+            raise NotImplementedError("AppHarness.read supports the embedded log only")
+        return read_topic(sqlite_path(self.app.broker_url), topic)
