@@ -146,7 +146,7 @@ async def test_pause_stops_delivery_and_resume_restarts_it(transport_env):
 
 async def test_members_of_one_group_share_the_work_and_together_see_everything(transport_env):
     topic = await transport_env.new_topic(6)
-    (a, la), (b, lb) = await asyncio.gather(
+    (a, _la), (b, _lb) = await asyncio.gather(
         joined(transport_env, topic, "g-share"), joined(transport_env, topic, "g-share")
     )
     sent = records(topic, 120, keys=12)

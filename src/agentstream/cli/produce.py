@@ -53,7 +53,7 @@ def produce(
     topic: Annotated[str, typer.Argument(help="Destination topic or queue.")],
     file: Annotated[str, typer.Argument(help="JSON-lines file, or - for standard input.")],
     key: Annotated[str | None, typer.Option(help="Payload field to use as record key.")] = None,
-    id: Annotated[  # noqa: A002  (CLI option name)
+    id: Annotated[
         str | None, typer.Option("--id", help="Payload field copied to the `id` header.")
     ] = None,
     envelope: Annotated[

@@ -23,7 +23,7 @@ import uuid
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentstream.event import (
     Message,
