@@ -72,6 +72,7 @@ def build_envelope(
             "offset": msg.offset,
             "timestamp_ms": msg.timestamp_ms,
             "delivery_count": msg.delivery_count,
+            "max_deliveries": msg.max_deliveries,
         },
         "original": {
             "key_b64": None if msg.key is None else base64.b64encode(msg.key).decode(),
@@ -177,6 +178,11 @@ def dead_letter_record(
         (f"{DLQ_HEADER_PREFIX}failure-class", envelope["failure_class"].encode()),
         (f"{DLQ_HEADER_PREFIX}attempts", str(envelope["attempts"]).encode()),
     )
+    if msg.delivery_count is not None:
+        headers = (
+            *headers,
+            (f"{DLQ_HEADER_PREFIX}delivery-count", str(msg.delivery_count).encode()),
+        )
     return OutgoingRecord(
         topic=topic,
         key=msg.key,

@@ -48,7 +48,15 @@ class Message:
         headers: Record headers in their original order.
         timestamp_ms: Broker or producer timestamp, milliseconds since the epoch.
         receipt: Transport-specific handle needed to acknowledge (SQS receipt handle).
-        delivery_count: Broker-side receive count when the broker tracks one.
+        delivery_count: Broker-side receive count when the broker tracks one (SQS
+            ``ApproximateReceiveCount``), this delivery included.
+        max_deliveries: The broker's own delivery limit, when it has one (the SQS redrive
+            policy's ``maxReceiveCount``): past it the broker moves the message elsewhere, so
+            the runtime dead-letters on the last delivery the broker allows.
+        dedupe_id: Producer-assigned deduplication id carried by the broker (SQS FIFO
+            ``MessageDeduplicationId``); the same for every copy the producer sent under it.
+        message_id: Broker-assigned id of this message, stable across its redeliveries but
+            different for each copy a producer sent (SQS ``MessageId``).
     """
 
     topic: str
@@ -60,6 +68,9 @@ class Message:
     timestamp_ms: int = 0
     receipt: Any = None
     delivery_count: int | None = None
+    max_deliveries: int | None = None
+    dedupe_id: str | None = None
+    message_id: str | None = None
 
     @property
     def tp(self) -> TopicPartition:
@@ -70,6 +81,19 @@ class Message:
     def coordinates(self) -> str:
         """``topic/partition/offset``, the message's address in the source."""
         return f"{self.topic}/{self.partition}/{self.offset}"
+
+    @property
+    def final_delivery(self) -> bool:
+        """Whether the broker will not deliver this message again (its delivery limit is hit).
+
+        A limit of 1 leaves no delivery to spare, so it never counts as final here.
+        """
+        return (
+            self.delivery_count is not None
+            and self.max_deliveries is not None
+            and self.max_deliveries > 1
+            and self.delivery_count >= self.max_deliveries
+        )
 
     def header(self, name: str) -> bytes | None:
         """The last value of a header, or None."""
@@ -112,7 +136,8 @@ class Event:
         payload: The decoded, validated input, or None when decoding failed.
         decode_error: Why decoding failed, when it did (the event is poison).
         version: Entity version for stale-event detection, when configured.
-        identity_source: Where the identity came from: ``header``, ``payload`` or ``coordinates``.
+        identity_source: Where the identity came from: ``header``, ``payload``, ``dedupe_id``,
+            ``message_id`` or ``coordinates`` (see :data:`WEAK_IDENTITY_SOURCES`).
     """
 
     message: Message
@@ -141,8 +166,28 @@ def text_of(raw: bytes | None) -> str | None:
 
 
 IdentitySpec = str | Callable[[Any], Any] | None
-"""How an agent derives identity: None (default headers, else coordinates), ``"header:NAME"``,
+"""How an agent derives identity: None (default headers, else the fallback), ``"header:NAME"``,
 or a function of the decoded payload."""
+
+WEAK_IDENTITY_SOURCES: frozenset[str] = frozenset({"coordinates", "message_id"})
+"""Identity sources that name one copy of a message, not the logical event: a producer that
+sends the same event twice makes two identities, so producer duplicates are not caught."""
+
+
+def fallback_identity(message: Message) -> tuple[str, str]:
+    """The identity of a message that has no identity header or payload identity.
+
+    The broker's deduplication id when the producer set one (SQS FIFO), else the broker's
+    message id (SQS), else the source coordinates (logs, where an offset is stable).
+
+    Returns:
+        ``(identity, source)`` with source ``dedupe_id``, ``message_id`` or ``coordinates``.
+    """
+    if message.dedupe_id:
+        return message.dedupe_id, "dedupe_id"
+    if message.message_id:
+        return message.message_id, "message_id"
+    return message.coordinates, "coordinates"
 
 
 def derive_identity(
@@ -157,14 +202,15 @@ def derive_identity(
         payload_ok: Whether ``payload`` decoded and validated.
 
     Returns:
-        ``(identity, source)`` where source is ``header``, ``payload`` or ``coordinates``.
+        ``(identity, source)`` where source is ``header``, ``payload`` or that of
+        :func:`fallback_identity`.
     """
     if callable(spec):
         if payload_ok:
             value = spec(payload)
             if value is not None and str(value) != "":
                 return str(value), "payload"
-        # A payload that cannot be decoded has no payload identity; headers, then coordinates,
+        # A payload that cannot be decoded has no payload identity; headers, then the fallback,
         # still give every redelivery of these exact bytes the same identity.
         names: Sequence[str] = IDENTITY_HEADERS
     elif isinstance(spec, str):
@@ -181,7 +227,7 @@ def derive_identity(
             text = text_of(raw)
             if text:
                 return text, "header"
-    return message.coordinates, "coordinates"
+    return fallback_identity(message)
 
 
 def derive_key(

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,8 @@ from agentstream.journal.base import Store
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.transports.base import Transport
 from agentstream.transports.embedded import EmbeddedTransport
+from agentstream.transports.sqs import SQSTransport
+from agentstream.transports.sqs_config import parse_sqs_url
 
 
 class FakeClock:
@@ -30,10 +33,15 @@ class FakeClock:
 
 @dataclass(frozen=True)
 class Namespace:
-    """Per-test isolation handed to backend factories (a temp folder and a unique name)."""
+    """Per-test isolation handed to backend factories (a temp folder and a unique name).
+
+    ``fixture`` looks up a pytest fixture by name, for backends that need a service
+    (``sqs_endpoint``, ``kafka_bootstrap``); it is only called by the backends that use it.
+    """
 
     tmp_path: Path
     name: str
+    fixture: Callable[[str], Any] | None = None
 
 
 def _sqlite_store(ns: Namespace, clock: FakeClock) -> Store:
@@ -108,8 +116,39 @@ class EmbeddedEnv(TransportEnv):
         return EmbeddedTransport(self.path, session_timeout_s=2.0, heartbeat_s=0.2)
 
 
+class SqsEnv(TransportEnv):
+    """Standard SQS queues on the moto server.
+
+    Standard, not FIFO: the suite reads many records of one key without acknowledging them,
+    and a FIFO queue withholds a group's later messages while earlier ones are in flight.
+    """
+
+    name = "sqs"
+    is_log = False
+    settle_s = 1.0
+
+    def __init__(self, ns: Namespace) -> None:
+        assert ns.fixture is not None
+        endpoint: str = ns.fixture("sqs_endpoint")
+        self.url = f"sqs://test:test@{endpoint.split('://', 1)[1]}?region=us-east-1&wait_time=1"
+        self.prefix = ns.name
+
+    async def new_topic(self, partitions: int) -> str:
+        name = f"{self.prefix}-{uuid.uuid4().hex[:8]}"
+        t = SQSTransport(parse_sqs_url(self.url))
+        try:
+            await t.create_queue(name)
+        finally:
+            await t.close()
+        return name
+
+    def make(self) -> Transport:
+        return SQSTransport(parse_sqs_url(self.url))
+
+
 TRANSPORT_BACKENDS: dict[str, Callable[[Namespace], TransportEnv]] = {
     "embedded": EmbeddedEnv,
+    "sqs": SqsEnv,
 }
 
 
@@ -118,6 +157,8 @@ async def transport_env(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[TransportEnv]:
     """A transport environment of the parametrized backend."""
-    env = TRANSPORT_BACKENDS[request.param](Namespace(tmp_path, f"t{uuid.uuid4().hex[:12]}"))
+    env = TRANSPORT_BACKENDS[request.param](
+        Namespace(tmp_path, f"t{uuid.uuid4().hex[:12]}", request.getfixturevalue)
+    )
     yield env
     await env.close()

@@ -4,7 +4,8 @@
    ``completed`` or ``dead``: the agent does not run, the delivery is acknowledged.
    ``busy`` (a live lease elsewhere, or a retry backoff): try again when it ends.
 2. A poison event (undecodable, oversized, schema-invalid) is dead-lettered at once; an event
-   whose durable attempt count is spent is dead-lettered as ``attempts_exhausted``.
+   whose durable attempt count is spent, or that arrived on the last delivery its broker allows
+   (SQS ``maxReceiveCount``), is dead-lettered as ``attempts_exhausted``.
 3. With entity versions configured, an event at or below the applied version completes as
    ``stale`` without running the agent.
 4. The handler runs with a :class:`~agentstream.context.Context` that replays recorded steps.
@@ -189,12 +190,21 @@ class Executor:
                 cls = classify(event.decode_error)
                 await self._dead_letter(event, claim, str(cls), event.decode_error, None)
                 return Done("dead_lettered"), None, str(cls), event.decode_error
-            if claim.attempts > spec.retry.attempts:
+            message = event.message
+            if claim.attempts > spec.retry.attempts or message.final_delivery:
                 failures = await self.store.failures(spec.name, identity)
-                reason = RuntimeError(
-                    f"attempt {claim.attempts} exceeds the limit of {spec.retry.attempts}; "
-                    "earlier attempts failed or were interrupted (worker crash, lease loss)"
-                )
+                if claim.attempts > spec.retry.attempts:
+                    reason = RuntimeError(
+                        f"attempt {claim.attempts} exceeds the limit of {spec.retry.attempts}; "
+                        "earlier attempts failed or were interrupted (worker crash, lease loss)"
+                    )
+                else:
+                    reason = RuntimeError(
+                        f"delivery {message.delivery_count} is the last the broker allows "
+                        f"(maxReceiveCount {message.max_deliveries}); earlier deliveries were "
+                        "interrupted (worker crash, shutdown, lost visibility), so the event is "
+                        "dead-lettered before the queue's redrive policy moves it"
+                    )
                 cls = FailureClass.ATTEMPTS_EXHAUSTED
                 await self._dead_letter(event, claim, str(cls), reason, None, failures=failures)
                 return Done("dead_lettered"), None, str(cls), reason

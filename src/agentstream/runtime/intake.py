@@ -11,7 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from agentstream.agent import AgentSpec
-from agentstream.event import Event, Message, derive_identity, derive_key, text_of
+from agentstream.event import (
+    Event,
+    Message,
+    derive_identity,
+    derive_key,
+    fallback_identity,
+    text_of,
+)
 from agentstream.failures import PoisonError, SchemaInvalidPayload
 
 IDENTITY_OVERRIDE_HEADER = "agentstream-identity"
@@ -35,7 +42,7 @@ def interpret(spec: AgentSpec, message: Message) -> Event:
             identity, source = derive_identity(message, payload, spec.identity, payload_ok=ok)
     except Exception as exc:
         error = error or SchemaInvalidPayload(f"identity function failed: {exc!r}")
-        identity, source = message.coordinates, "coordinates"
+        identity, source = fallback_identity(message)
         ok = False
     try:
         key = derive_key(message, payload, spec.key, identity, payload_ok=ok)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from agentstream.agent import AgentSpec
 from agentstream.config import RuntimeConfig
-from agentstream.event import Event, TopicPartition
+from agentstream.event import WEAK_IDENTITY_SOURCES, Event, TopicPartition
 from agentstream.journal.base import Store
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import Middleware, MiddlewareStack, PollInput, WorkerInput
@@ -137,16 +137,19 @@ class AgentWorker:
             for message in messages:
                 event = interpret(self.spec, message)
                 if (
-                    event.identity_source == "coordinates"
+                    event.identity_source in WEAK_IDENTITY_SOURCES
                     and self.spec.identity is None
                     and not self._warned_coordinates
                 ):
                     self._warned_coordinates = True
                     log.warning(
                         "agent %s: events have no id header and no identity function; using "
-                        "source coordinates (topic/partition/offset) as identity, which does "
-                        "not catch producer duplicates. Set identity= on the agent.",
+                        "%s as identity, which does not catch producer duplicates. Set "
+                        "identity= on the agent.",
                         self.spec.name,
+                        "the broker's message id"
+                        if event.identity_source == "message_id"
+                        else "source coordinates (topic/partition/offset)",
                     )
                 self.scheduler.submit(event)
             self.delivered += len(messages)
