@@ -8,8 +8,9 @@ group id and a deduplication id. Records carry bytes, a key and ordered headers.
   bytes come back untouched.
 * **Key.** On FIFO queues the key is the ``MessageGroupId`` (the key text when it is a valid
   group id, else ``h-`` and its SHA-256); the exact key bytes also travel in the
-  ``agentstream-key`` attribute. A received message's key is that attribute, else its
-  ``MessageGroupId`` (messages from other producers), else None.
+  ``agentstream-key`` attribute (``String`` when it is text, else ``Binary``). A received
+  message's key is that attribute, else its ``MessageGroupId`` (messages from other
+  producers), else None.
 * **Headers.** Each header becomes a message attribute (``String`` when it is valid text, else
   ``Binary``) when they all fit: names valid and unique, values non-empty, at most ten
   attributes in all. Otherwise all headers travel packed, in order, in ``agentstream-headers``.
@@ -160,7 +161,10 @@ def _encode(
     else:
         body = text
     if record.key is not None and record.key != b"":
-        attributes[KEY_ATTRIBUTE] = Attribute("Binary", record.key)
+        key_text = _as_text(record.key)
+        attributes[KEY_ATTRIBUTE] = (
+            Attribute("String", key_text) if key_text else Attribute("Binary", record.key)
+        )
     individual = _header_attributes(headers, MAX_ATTRIBUTES - len(attributes))
     if individual is not None:
         attributes.update(individual)
