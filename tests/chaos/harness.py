@@ -87,6 +87,7 @@ class ChaosReport:
     outputs: int
     redelivered_executions: int
     elapsed_s: float
+    points_fired: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         """A one-line summary."""
@@ -96,7 +97,8 @@ class ChaosReport:
             f"{self.restarts} restarts; completed {self.completed}, dead {self.dead}; "
             f"refunds {self.refunds}; LLM calls {self.llm_calls} for {self.llm_steps} recorded "
             f"steps; handler re-executions after crashes {self.redelivered_executions}; "
-            f"{self.outputs} output records; {self.elapsed_s:.1f}s"
+            f"{self.outputs} output records; kill points fired {self.points_fired}; "
+            f"{self.elapsed_s:.1f}s"
         )
 
 
@@ -126,14 +128,20 @@ def make_tickets(plan: ChaosPlan) -> tuple[list[dict[str, Any]], int]:
 
 
 def kill_plan(plan: ChaosPlan) -> str:
-    """Chosen kill points: a few tickets per point, spread over the stream."""
+    """Chosen kill points spread over the stream, ``chosen_per_point`` of each.
+
+    ``after_effect`` is planned by refund count (``#n``: right after the n-th refund), because
+    which tickets refund depends on the model's random decisions.
+    """
     rng = random.Random(plan.seed + 1)
-    picks = rng.sample(
-        range(plan.events // 10, plan.events), plan.chosen_per_point * len(KILL_POINTS)
-    )
+    n = plan.chosen_per_point
     items = []
-    for n, ticket in enumerate(picks):
-        items.append(f"{KILL_POINTS[n % len(KILL_POINTS)]}:T{ticket:05d}")
+    for point in ("before_llm", "after_llm", "after_complete"):
+        for ticket in rng.sample(range(plan.events // 10, plan.events), n):
+            items.append(f"{point}:T{ticket:05d}")
+    # About a third of the events refund; keep the planned counts well inside that.
+    for k in rng.sample(range(plan.events // 20, plan.events // 4), n):
+        items.append(f"after_effect:#{k}")
     return ",".join(items)
 
 
@@ -414,4 +422,5 @@ async def verify(
         outputs=len(outputs),
         redelivered_executions=sum(n - 1 for n in executions.values()),
         elapsed_s=facts["elapsed_s"],
+        points_fired=dict(collections.Counter(m["point"] for m in world["kill_marks"])),
     )

@@ -9,7 +9,7 @@ import pytest
 from agentstream.backends import sqlite_path
 from agentstream.context import EVENT_ID_HEADER
 from agentstream.transports.embedded import read_topic
-from tests.chaos.harness import ChaosPlan, run_chaos, verify
+from tests.chaos.harness import KILL_POINTS, ChaosPlan, run_chaos, verify
 
 SOAK = os.environ.get("AGENTSTREAM_SOAK") == "1"
 
@@ -41,7 +41,9 @@ async def test_killing_the_worker_anywhere_leaves_one_decision_and_one_effect_pe
     report = await verify(plan, stream, facts, embedded_outputs(plan))
     print("\nchaos (embedded):", report.line())
     # Then every invariant held (verify raises otherwise), and the kills really happened
-    assert report.chosen_kills == 8
+    # (a random kill can, rarely, pre-empt one planned point; each point must still fire)
+    assert set(report.points_fired) == set(KILL_POINTS)
+    assert report.chosen_kills == sum(report.points_fired.values()) >= 6
     assert report.random_kills == 5
     assert report.duplicates >= 100
     assert report.completed + report.dead == 1000

@@ -57,7 +57,9 @@ class World:
                 "INSERT INTO refunds (idem_key, ticket_id, cents, pid, at) VALUES (?, ?, ?, ?, ?)",
                 (idempotency_key, ticket_id, cents, os.getpid(), time.time()),
             )
-        self.maybe_kill("after_effect", ticket_id)
+        # Refunds depend on random decisions, so this point is planned by count: "#40" fires
+        # right after the 40th refund row is written, whichever ticket it belongs to.
+        self.maybe_kill("after_effect", f"#{cur.lastrowid}")
         return {"refund_id": cur.lastrowid}
 
     def lookup_refund(self, idempotency_key: str) -> dict[str, Any] | None:
