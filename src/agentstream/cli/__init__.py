@@ -6,6 +6,7 @@ only assembles them.
 
 from __future__ import annotations
 
+from agentstream.cli import demo as _demo  # noqa: F401  (registers commands)
 from agentstream.cli import produce as _produce  # noqa: F401  (registers commands)
 from agentstream.cli import run as _run  # noqa: F401
 from agentstream.cli import status as _status  # noqa: F401
