@@ -406,14 +406,18 @@ class SQSTransport:
         else:
             self.released += ok
         failed = response.get("Failed", [])
-        gone = [int(e["Id"]) for e in failed if e.get("Code") in _GONE]
+        gone = {int(e["Id"]) for e in failed if e.get("Code") in _GONE}
         if gone and visibility is None:
-            self.lost += len(gone)
-            log.warning(
-                "%d held message(s) could not be extended (already deleted or visible again); "
-                "if redelivered, the journal recognises them",
-                len(gone),
-            )
+            # An acknowledged message may just have been deleted by a commit running alongside;
+            # any other one was lost to a visibility lapse and may be redelivered elsewhere.
+            lost = [h for h in batch if h.receipt.seq in gone and h.state != HeldState.ACKED]
+            if lost:
+                self.lost += len(lost)
+                log.warning(
+                    "%d held message(s) could not be extended (visible again after a lapse); "
+                    "if redelivered, the journal recognises them",
+                    len(lost),
+                )
             self._held.forget(gone)
         for entry in failed:
             if entry.get("Code") not in _GONE:
