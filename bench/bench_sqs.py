@@ -1,10 +1,10 @@
 """SQS transport throughput: agentstream with a no-op agent versus a raw receive-and-delete loop.
 
-    python -m bench.bench_sqs [--events 2000] [--keys 100] [--endpoint http://127.0.0.1:PORT]
+    python -m bench.bench_sqs [--events 2000] [--keys 100] [--stock] [--endpoint URL]
 
-Both run against the same moto server in the same run (one is started on a free loopback port
-unless ``--endpoint`` is given), on a standard queue and on a FIFO queue with ``--keys`` message
-groups, each with ``--events`` pre-produced JSON messages carrying an ``id`` attribute:
+Both run against the same moto server in the same run, on a standard queue and on a FIFO queue
+with ``--keys`` message groups, each with ``--events`` pre-produced JSON messages carrying an
+``id`` attribute:
 
 1. Baseline: one loop that long-polls ``ReceiveMessage`` (10 at a time), decodes each body and
    deletes the batch with ``DeleteMessageBatch``; no journal, no visibility heartbeat.
@@ -13,7 +13,12 @@ groups, each with ``--events`` pre-produced JSON messages carrying an ``id`` att
    after the journal records completion, a visibility heartbeat).
 
 Each measurement uses a fresh queue; the ratio is agentstream's events/s over the baseline's.
-moto is a single Python process, so absolute figures say more about moto than about SQS.
+
+The server is started on a free loopback port: by default moto through the test launcher
+``tests.sqs.moto_fifo`` (AWS-like FIFO redelivery, and no ``datetime`` clock read per queued
+message, which otherwise makes every moto call cost tens of milliseconds per thousand queued
+messages and swamps both loops alike); ``--stock`` starts stock moto; ``--endpoint`` uses a
+running server. moto is one Python process, so absolute figures say more about moto than SQS.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ CONFIG = RuntimeConfig(poll_batch=100, max_buffered=500, commit_interval_s=0.1)
 
 
 @contextlib.contextmanager
-def moto_server(endpoint: str | None) -> Iterator[str]:
+def moto_server(endpoint: str | None, stock: bool) -> Iterator[str]:
     """The given endpoint, or a moto server started on a free loopback port."""
     if endpoint:
         yield endpoint
@@ -52,8 +57,10 @@ def moto_server(endpoint: str | None) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    module = "moto.server" if stock else "tests.sqs.moto_fifo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],
+        cwd=Path(__file__).resolve().parents[1],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -161,10 +168,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--keys", type=int, default=100)
-    parser.add_argument("--endpoint", default=None, help="moto or SQS-compatible endpoint")
+    parser.add_argument("--endpoint", default=None, help="a running SQS-compatible endpoint")
+    parser.add_argument("--stock", action="store_true", help="start stock moto")
     args = parser.parse_args()
-    with moto_server(args.endpoint) as endpoint:
-        print(f"{args.events} events, {args.keys} keys, moto at {endpoint}")
+    server = args.endpoint or ("stock moto" if args.stock else "moto via tests.sqs.moto_fifo")
+    with moto_server(args.endpoint, args.stock) as endpoint:
+        print(f"{args.events} events, {args.keys} keys/groups, server: {server}")
         for fifo in (False, True):
             raw, ours = await measure(endpoint, fifo=fifo, n=args.events, keys=args.keys)
             kind = "FIFO" if fifo else "standard"

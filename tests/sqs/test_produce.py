@@ -82,3 +82,16 @@ def test_agentstream_produce_writes_json_lines_to_a_fifo_queue_in_order(
         ns = [json.loads(m.value)["n"] for m in got if m.key == customer.encode()]
         assert ns == [line["n"] for line in lines if line["customer"] == customer]
     assert {m.header("id") for m in got} == {f"e{i}".encode() for i in range(6)}
+
+
+def test_the_sqs_example_runs_end_to_end():
+    example = Path(__file__).resolve().parents[2] / "examples" / "sqs_triage.py"
+    result = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "16 messages (4 producer duplicates)" in result.stdout
+    assert "12 decisions on decisions.fifo" in result.stdout
+    refunds = [line for line in result.stdout.splitlines() if "refunds for" in line]
+    n, _, _, distinct, *_ = refunds[0].split()
+    assert n == distinct  # no refund twice
