@@ -141,6 +141,7 @@ class Executor:
                     input_hash=payload_hash(event.message.value),
                     group_id=self.group,
                     identity_source=event.identity_source,
+                    message=event.message,
                 ),
             )
             if claim.status == ClaimStatus.COMPLETED:
