@@ -1,5 +1,8 @@
 """The executor: one delivery of one event, from claim to completion or dead letter.
 
+0. Strict ordering only: an event whose key is blocked by a dead letter (or still has parked
+   events) is parked in the journal with its message and acknowledged; parked events come back
+   through the worker once the key is released, and are unparked when done.
 1. Claim the event in the journal (atomic; lease and fencing epoch).
    ``completed`` or ``dead``: the agent does not run, the delivery is acknowledged.
    ``busy`` (a live lease elsewhere, or a retry backoff): try again when it ends.
@@ -23,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentstream.agent import AgentSpec
+from agentstream.agent import AgentSpec, Ordering
 from agentstream.codec import to_jsonable
 from agentstream.context import Context
 from agentstream.deadletter import build_envelope, dead_letter_record, format_traceback
@@ -127,31 +130,12 @@ class Executor:
         failure_class: str | None = None
         error: BaseException | None = None
         try:
-            claim = await self.store.claim(
-                self.spec.name,
-                event.identity,
-                owner=self.owner,
-                lease_s=self.lease_s,
-                meta=EventMeta(
-                    key=event.key,
-                    topic=event.message.topic,
-                    partition=event.message.partition,
-                    offset=event.message.offset,
-                    timestamp_ms=event.message.timestamp_ms,
-                    input_hash=payload_hash(event.message.value),
-                    group_id=self.group,
-                    identity_source=event.identity_source,
-                    message=event.message,
-                ),
-            )
-            if claim.status == ClaimStatus.COMPLETED:
-                outcome: Outcome = Done("duplicate")
-            elif claim.status == ClaimStatus.DEAD:
-                outcome = Done("dead")
-            elif claim.status == ClaimStatus.BUSY:
-                outcome = RetryLater(max(0.05, claim.lease_until - self._clock()), "busy")
+            if self.spec.ordering == Ordering.STRICT and await self._held(event):
+                outcome: Outcome = Done("parked")
             else:
-                outcome, ctx, failure_class, error = await self._run_claimed(event, claim)
+                outcome, ctx, failure_class, error = await self._claim_and_run(event)
+                if event.parked_id is not None and isinstance(outcome, Done):
+                    await self.store.unpark(self.spec.name, event.parked_id)
         except FencedError:
             outcome = RetryLater(0.05, "fenced")
         except asyncio.CancelledError:
@@ -175,6 +159,46 @@ class Executor:
                 )
             )
         return outcome
+
+    async def _held(self, event: Event) -> bool:
+        """Strict ordering: whether the event must wait behind its key's dead letter."""
+        if event.parked_id is None:
+            return await self.store.park(self.spec.name, event.identity, event.key, event.message)
+        blocker = await self.store.blocked_by(self.spec.name, event.key)
+        return blocker is not None and blocker != event.identity
+
+    async def _claim_and_run(
+        self, event: Event
+    ) -> tuple[Outcome, Context | None, str | None, BaseException | None]:
+        ctx: Context | None = None
+        failure_class: str | None = None
+        error: BaseException | None = None
+        claim = await self.store.claim(
+            self.spec.name,
+            event.identity,
+            owner=self.owner,
+            lease_s=self.lease_s,
+            meta=EventMeta(
+                key=event.key,
+                topic=event.message.topic,
+                partition=event.message.partition,
+                offset=event.message.offset,
+                timestamp_ms=event.message.timestamp_ms,
+                input_hash=payload_hash(event.message.value),
+                group_id=self.group,
+                identity_source=event.identity_source,
+                message=event.message,
+            ),
+        )
+        if claim.status == ClaimStatus.COMPLETED:
+            outcome: Outcome = Done("duplicate")
+        elif claim.status == ClaimStatus.DEAD:
+            outcome = Done("dead")
+        elif claim.status == ClaimStatus.BUSY:
+            outcome = RetryLater(max(0.05, claim.lease_until - self._clock()), "busy")
+        else:
+            outcome, ctx, failure_class, error = await self._run_claimed(event, claim)
+        return outcome, ctx, failure_class, error
 
     async def _run_claimed(
         self, event: Event, claim: Claim

@@ -5,6 +5,11 @@ code and never waits for it, so a ten-minute model call cannot stall polling (an
 the consumer evicted from its group). When the scheduler's buffer is full the loop pauses the
 transport and keeps polling; it resumes once the buffer has drained to ``resume_ratio``.
 
+Under ``ordering="strict"`` a sweep task resumes parked events whose key was released (its dead
+letter redriven and completed, or discarded): they are queued, in parking order, on their key's
+queue like fresh deliveries, but were acknowledged when parked, so they are not acknowledged
+again.
+
 Shutdown, in order:
 
 1. stop polling and pause the transport;
@@ -21,7 +26,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from agentstream.agent import AgentSpec
+from agentstream.agent import AgentSpec, Ordering
 from agentstream.config import RuntimeConfig
 from agentstream.event import Event, TopicPartition
 from agentstream.journal.base import Store
@@ -81,9 +86,13 @@ class AgentWorker:
         self.delivered = 0
         self._warned_coordinates = False
         self._stop = asyncio.Event()
+        self._unparking: dict[int, TopicPartition] = {}
 
     def _done(self, event: Event) -> None:
-        self.transport.ack(event.message)
+        if event.parked_id is None:
+            self.transport.ack(event.message)
+        else:
+            self._unparking.pop(event.parked_id, None)
         if self.relay is not None:
             self.relay.notify()
 
@@ -95,6 +104,10 @@ class AgentWorker:
         """Partitions are leaving: drop their queued events, give running ones a short grace."""
         log.info("agent %s: revoked %s", self.spec.name, ", ".join(map(str, partitions)))
         running = self.scheduler.drop(partitions)
+        gone = set(partitions)
+        for parked_id, tp in list(self._unparking.items()):
+            if tp in gone:
+                del self._unparking[parked_id]
         if running:
             _, pending = await asyncio.wait(running, timeout=self.config.revoke_grace_s)
             for task in pending:
@@ -111,14 +124,17 @@ class AgentWorker:
         await self.transport.start()
         await self.transport.subscribe([self.spec.source], self.group, self)
         await self.mw.on_worker_start(WorkerInput(self.spec.name, self.group))
-        lease_task = asyncio.create_task(self._keep_leases(), name=f"leases:{self.spec.name}")
+        side = [asyncio.create_task(self._keep_leases(), name=f"leases:{self.spec.name}")]
+        if self.spec.ordering == Ordering.STRICT:
+            side.append(asyncio.create_task(self._unpark_loop(), name=f"unpark:{self.spec.name}"))
         try:
             await self._poll_loop()
         finally:
             self.transport.pause()
             await self.scheduler.close(self.config.shutdown_grace_s)
-            lease_task.cancel()
-            await asyncio.gather(lease_task, return_exceptions=True)
+            for task in side:
+                task.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
             try:
                 await self.transport.commit()
             finally:
@@ -172,6 +188,34 @@ class AgentWorker:
                 next_commit = time.monotonic() + cfg.commit_interval_s
             if not messages and self.paused:
                 await asyncio.sleep(min(cfg.poll_timeout_s, 0.05))
+
+    async def _unpark_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.park_sweep_s)
+            try:
+                await self.unpark_released()
+            except Exception:
+                log.exception("agent %s: resuming parked events failed", self.spec.name)
+
+    async def unpark_released(self) -> int:
+        """Queue parked events of released keys on partitions this worker owns; return how many."""
+        owned = set(self.transport.assignment())
+        rows = await self.store.parked(self.spec.name, releasable=True)
+        queued = 0
+        for row in rows:
+            tp = row.message.tp
+            if row.id in self._unparking or tp not in owned:
+                continue
+            event = interpret(self.spec, row.message)
+            event.identity = row.event_id
+            event.key = row.key
+            event.parked_id = row.id
+            self._unparking[row.id] = tp
+            self.scheduler.submit(event)
+            queued += 1
+        if queued:
+            log.info("agent %s: resuming %d parked event(s)", self.spec.name, queued)
+        return queued
 
     async def _keep_leases(self) -> None:
         period = self.config.lease_s / 3
