@@ -41,7 +41,7 @@ FAST = RuntimeConfig(
 )
 
 
-def record(path: str, line: str, idempotency_key: str) -> str:
+def record(path: str, line: str, idempotency_key: str, refund_cents: int = 0) -> str:
     """The effect: append a line to a file (in processing order)."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(f"{line} {idempotency_key}\n")
@@ -71,10 +71,16 @@ def make_app(
     ordering: str = "key",
     identity_fn: bool = True,
     seed: int = 7,
+    vip_prompt: str | None = None,
+    name: str = "ops",
 ) -> App:
-    """The triage app; until ``fixed``, tickets flagged ``bug`` crash the handler."""
+    """The triage app; until ``fixed``, tickets flagged ``bug`` crash the handler.
+
+    ``vip_prompt`` replaces the system prompt for customers whose name starts with ``vip``
+    (a candidate whose prompt changes some decisions).
+    """
     app = App(
-        "ops",
+        name,
         broker=db_url,
         store=db_url,
         llm=lambda: SimulatedProvider(
@@ -94,8 +100,17 @@ def make_app(
         retry=Retry(attempts=2, backoff_initial=0.01),
     )
     async def triage(ctx: Context, ticket: Ticket) -> Triage:
-        decision = await ctx.llm.parse(Triage, system=PROMPT, user=ticket.text)
-        await ctx.effect("record", record, effect_log, ticket.id, idempotency_key=ctx.key("record"))
+        vip = vip_prompt is not None and ticket.customer.startswith("vip")
+        system = vip_prompt if vip else PROMPT
+        decision = await ctx.llm.parse(Triage, system=system, user=ticket.text)
+        await ctx.effect(
+            "record",
+            record,
+            effect_log,
+            ticket.id,
+            idempotency_key=ctx.key("record"),
+            refund_cents=decision.refund_cents,
+        )
         if ticket.bug and not fixed:
             raise ValueError(f"bug: cannot handle ticket {ticket.id}")
         return decision

@@ -292,6 +292,77 @@ class Completion:
     version: int | None = None
 
 
+class EventJournal(Protocol):
+    """The part of the journal that processing one event uses (executor and context).
+
+    :class:`Store` has all of it; replay implements only this, over recorded data, so a
+    replayed event runs through the live executor without touching live state.
+    """
+
+    async def claim(
+        self, agent: str, event_id: str, *, owner: str, lease_s: float, meta: EventMeta
+    ) -> Claim:
+        """See :meth:`Store.claim`."""
+        ...
+
+    async def release(
+        self, agent: str, event_id: str, epoch: int, *, not_before: float = 0.0
+    ) -> None:
+        """See :meth:`Store.release`."""
+        ...
+
+    async def write_step(self, agent: str, event_id: str, epoch: int, step: StepRecord) -> None:
+        """See :meth:`Store.write_step`."""
+        ...
+
+    async def complete(self, agent: str, event_id: str, epoch: int, completion: Completion) -> None:
+        """See :meth:`Store.complete`."""
+        ...
+
+    async def record_failure(
+        self, agent: str, event_id: str, epoch: int, failure: FailureRecord
+    ) -> None:
+        """See :meth:`Store.record_failure`."""
+        ...
+
+    async def dead_letter(
+        self,
+        agent: str,
+        event_id: str,
+        epoch: int,
+        *,
+        failure_class: str,
+        envelope: dict[str, Any],
+        outputs: Sequence[OutgoingRecord] = (),
+    ) -> int:
+        """See :meth:`Store.dead_letter`."""
+        ...
+
+    async def applied_version(self, agent: str, entity: str) -> int | None:
+        """See :meth:`Store.applied_version`."""
+        ...
+
+    async def steps(self, agent: str, event_id: str) -> list[StepRecord]:
+        """See :meth:`Store.steps`."""
+        ...
+
+    async def failures(self, agent: str, event_id: str) -> list[FailureRecord]:
+        """See :meth:`Store.failures`."""
+        ...
+
+    async def park(self, agent: str, event_id: str, key: str, message: Message) -> bool:
+        """See :meth:`Store.park`."""
+        ...
+
+    async def blocked_by(self, agent: str, key: str) -> str | None:
+        """See :meth:`Store.blocked_by`."""
+        ...
+
+    async def unpark(self, agent: str, parked_id: int) -> None:
+        """See :meth:`Store.unpark`."""
+        ...
+
+
 @runtime_checkable
 class Store(Protocol):
     """The journal: durable event states, steps, effects, outbox and dead letters.

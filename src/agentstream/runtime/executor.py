@@ -28,11 +28,18 @@ from dataclasses import dataclass
 
 from agentstream.agent import AgentSpec, Ordering
 from agentstream.codec import to_jsonable
-from agentstream.context import Context
+from agentstream.context import Context, RecordedAnswers
 from agentstream.deadletter import build_envelope, dead_letter_record, format_traceback
 from agentstream.event import Event, payload_hash
 from agentstream.failures import FailureClass, FencedError, classify, retry_after_hint
-from agentstream.journal.base import Claim, ClaimStatus, Completion, EventMeta, FailureRecord, Store
+from agentstream.journal.base import (
+    Claim,
+    ClaimStatus,
+    Completion,
+    EventJournal,
+    EventMeta,
+    FailureRecord,
+)
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import (
     CompletedInput,
@@ -82,12 +89,13 @@ class Executor:
         lease_s: Claim lease; renewed while the handler runs.
         clock: Wall-clock seconds.
         rng: Randomness for backoff jitter.
+        answers: Replay only: where steps missing from the claim's record are answered.
     """
 
     def __init__(
         self,
         spec: AgentSpec,
-        store: Store,
+        store: EventJournal,
         provider: LLMProvider | None,
         middleware: MiddlewareStack,
         *,
@@ -96,6 +104,7 @@ class Executor:
         lease_s: float = 30.0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        answers: RecordedAnswers | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -106,6 +115,7 @@ class Executor:
         self.lease_s = lease_s
         self._clock = clock
         self._rng = rng or random.Random()
+        self._answers = answers
         self._claims: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[object]] = {}
         self._lost: set[str] = set()
@@ -246,6 +256,7 @@ class Executor:
                 provider=self.provider,
                 middleware=self.mw,
                 clock=self._clock,
+                answers=self._answers,
             )
             try:
                 result = await spec.handler(ctx, event.payload)
