@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +27,7 @@ from agentstream.cli._inspect import (
     usage_of,
 )
 from agentstream.journal.base import EventRecord, EventState
+from agentstream.replay.history import export_history, import_history
 
 journal = typer.Typer(help="Inspect events in the journal.", no_args_is_help=True)
 cli.add_typer(journal, name="journal")
@@ -166,3 +168,35 @@ def show(
         console.print(f"output #{row.seq} -> {rec.topic} ({state}): {rec.value[:500]!r}")
     for d in found["dead_letters"]:
         console.print(f"dead letter {d.id}: {d.failure_class} ({d.status})")
+
+
+@journal.command("export")
+def export(
+    agent: Annotated[str, typer.Option("--agent", "-a", help="The agent.")],
+    path: Annotated[Path, typer.Argument(help="JSON-lines file to write.")],
+    store: StoreOption = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Write an agent's completed events (message, steps, outputs) as a replayable history."""
+
+    async def go() -> int:
+        async with open_store(Backends(*urls(store, broker))) as s:
+            return await export_history(s, agent, path)
+
+    console.print(f"exported {run_async(go())} event(s) to {path}")
+
+
+@journal.command("import")
+def import_(
+    agent: Annotated[str, typer.Option("--agent", "-a", help="The agent.")],
+    path: Annotated[Path, typer.Argument(help="JSON-lines history to load.")],
+    store: StoreOption = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Load a history into a journal (for replay; never into a live one you care about)."""
+
+    async def go() -> int:
+        async with open_store(Backends(*urls(store, broker))) as s:
+            return await import_history(s, agent, path)
+
+    console.print(f"imported {run_async(go())} event(s) from {path}")

@@ -1,0 +1,136 @@
+"""The checked-in history of the support example replays byte for byte against its code, and a
+shadow run of its candidate renders a report that headless Chromium shows."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentstream.cli._app import load_app
+from agentstream.journal.sqlite import SqliteStore
+from agentstream.replay import replay_recorded, replay_shadow
+from agentstream.replay.history import export_history, import_history
+from agentstream.replay.report import report_html, report_json
+from tests.services import IN_CI
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+HISTORY = EXAMPLES / "fixtures" / "support_triage.history.jsonl"
+
+
+@pytest.fixture
+def examples_on_path() -> Iterator[None]:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
+@pytest.fixture
+async def recorded_store(tmp_path: Path):
+    store = SqliteStore(tmp_path / "replay.db")
+    await store.open()
+    assert await import_history(store, "triage", HISTORY) == 40
+    yield store
+    await store.close()
+
+
+async def test_the_support_example_s_recorded_history_replays_byte_for_byte(
+    examples_on_path, recorded_store, tmp_path
+):
+    app = load_app("support_triage:app")
+    report = await replay_recorded(app, "triage", recorded_store)
+    bad = [r for r in report.results if r.status != "identical"]
+    assert not bad, bad[:3]
+    assert len(report.results) == 40 and report.model_calls == 0
+    # export of the imported history gives the file back: the fixture round-trips exactly
+    again = tmp_path / "again.jsonl"
+    await export_history(recorded_store, "triage", again)
+    assert sorted(again.read_text().splitlines()) == sorted(HISTORY.read_text().splitlines())
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_the_shadow_report_renders_in_headless_chromium_with_its_summary_numbers(
+    examples_on_path, recorded_store, tmp_path
+):
+    binary = _chromium()
+    if binary is None:
+        if IN_CI:
+            pytest.fail("chromium is required in CI (.ci/run installs it)")
+        pytest.skip("chromium is not installed")
+    live = load_app("support_triage:app")
+    candidate = load_app("support_triage_candidate:app")
+    report = await replay_shadow(live, "triage", candidate, recorded_store, run_id="ci-run")
+    s = report.summary
+    tickets = [json.loads(line) for line in HISTORY.read_text().splitlines()]
+    enterprise = {
+        t["event_id"]
+        for t in tickets
+        if json.loads(base64.b64decode(t["message"]["value"]))["tier"] == "enterprise"
+    }
+    changed = {e["event_id"] for e in report.entries if e["decision"] == "different"}
+    assert changed == enterprise and s["different"] == len(enterprise) > 0
+    assert s["effects_suppressed"] + s["effects_answered"] > 0
+    page = tmp_path / "report.html"
+    page.write_text(report_html(report), encoding="utf-8")
+    (tmp_path / "report.json").write_text(json.dumps(report_json(report)))
+    shutil.copy(page, Path(os.environ.get("AGENTSTREAM_REPORT_COPY", tmp_path / "copy.html")))
+
+    shot = tmp_path / "report.png"
+    result = _run_chromium(
+        binary,
+        tmp_path / "profile-shot",
+        f"--screenshot={shot}",
+        "--window-size=1400,1000",
+        page.as_uri(),
+    )
+    assert shot.exists() and shot.stat().st_size > 10_000, result.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shutil.copy(shot, Path(os.environ.get("AGENTSTREAM_SCREENSHOT_COPY", tmp_path / "copy.png")))
+    dom = _run_chromium(binary, tmp_path / "profile-dom", "--dump-dom", page.as_uri()).stdout
+
+    def shown(ident: str) -> str:
+        match = re.search(rf'id="{ident}">([^<]*)<', dom)
+        assert match, f"#{ident} not on the page"
+        return match[1]
+
+    assert shown("events") == "40"
+    assert shown("different") == str(len(enterprise))
+    assert shown("divergence-rate") == f"{len(enterprise) / 40:.1%}"
+    assert shown("cost-delta") == f"${s['cost_delta_usd']:+.6f}"
+    assert shown("effects-suppressed") == str(s["effects_suppressed"])
+    assert dom.count('class="different"') == len(enterprise)
