@@ -38,7 +38,8 @@ async def main() -> None:
         store = Backends(url, url).store()
         await store.open()
         try:
-            n = await export_history(store, "triage", HERE / "fixtures/support_triage.history.jsonl")
+            out = HERE / "fixtures" / "support_triage.history.jsonl"
+            n = await export_history(store, "triage", out)
         finally:
             await store.close()
     print(f"recorded {n} events")

@@ -87,7 +87,11 @@ def make_app(prompt_for: Callable[[Ticket], str], *, seed: int = 42) -> agentstr
     async def triage(ctx: agentstream.Context, ticket: Ticket) -> Triage:
         system = prompt_for(ticket)
         plan = await ctx.llm(
-            system=system, user=ticket.text, tools=[LOOKUP_ORDER], tool_choice="required", name="plan"
+            system=system,
+            user=ticket.text,
+            tools=[LOOKUP_ORDER],
+            tool_choice="required",
+            name="plan",
         )
         order_id = json.loads(plan.tool_calls[0].arguments)["order_id"] if plan.tool_calls else ""
         order = await ctx.step("lookup_order", lookup_order, order_id)
