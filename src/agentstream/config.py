@@ -34,6 +34,9 @@ class RuntimeConfig(BaseModel):
     )
     heartbeat_s: float = Field(1.0, gt=0, description="Embedded log: membership refresh period.")
     partitions: int = Field(8, ge=1, description="Embedded log: partitions of new topics.")
+    lag_interval_s: float = Field(
+        5.0, gt=0, description="How often consumer lag is measured for on_poll middleware."
+    )
     park_sweep_s: float = Field(
         1.0, gt=0, description="Strict ordering: how often released parked events are resumed."
     )

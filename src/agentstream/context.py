@@ -216,8 +216,11 @@ class Context:
         raw_key = key.encode() if isinstance(key, str) else key
         self._emitted.append(Emitted(value, topic, raw_key, headers_from_mapping(headers)))
 
-    def outputs(self, result: Any) -> list[OutgoingRecord]:
-        """Outgoing records for emitted values plus the handler's return value."""
+    def outputs(self, result: Any, extra_headers: Headers = ()) -> list[OutgoingRecord]:
+        """Outgoing records for emitted values plus the handler's return value.
+
+        ``extra_headers`` (from middleware, e.g. trace context) go on every record, last.
+        """
         items = list(self._emitted)
         if result is not None:
             items.append(Emitted(result, None, None, ()))
@@ -232,6 +235,7 @@ class Context:
                 (OUTPUT_ID_HEADER, output_id.encode()),
                 (AGENT_HEADER, self._spec.name.encode()),
                 *item.headers,
+                *extra_headers,
             )
             records.append(
                 OutgoingRecord(

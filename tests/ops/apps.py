@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from agentstream import App, Context, Retry, RuntimeConfig
+from agentstream import App, Context, Middleware, ProviderUnavailable, Retry, RuntimeConfig
 from agentstream.cli import cli
 from agentstream.llm.simulated import SimulatedProvider
 from agentstream.llm.simulator import CallLog, SimulatorConfig
@@ -73,11 +74,14 @@ def make_app(
     seed: int = 7,
     vip_prompt: str | None = None,
     name: str = "ops",
+    middleware: Sequence[Middleware] = (),
+    config: RuntimeConfig = FAST,
 ) -> App:
     """The triage app; until ``fixed``, tickets flagged ``bug`` crash the handler.
 
     ``vip_prompt`` replaces the system prompt for customers whose name starts with ``vip``
-    (a candidate whose prompt changes some decisions).
+    (a candidate whose prompt changes some decisions). Tickets whose id starts with ``flaky``
+    fail transiently on their first attempt, after the model call.
     """
     app = App(
         name,
@@ -86,7 +90,8 @@ def make_app(
         llm=lambda: SimulatedProvider(
             SimulatorConfig(seed=seed, latency_ms=0), call_log=work / "calls.db"
         ),
-        config=FAST,
+        config=config,
+        middleware=middleware,
     )
     effect_log = str(work / "effects.log")
 
@@ -103,6 +108,8 @@ def make_app(
         vip = vip_prompt is not None and ticket.customer.startswith("vip")
         system = vip_prompt if vip else PROMPT
         decision = await ctx.llm.parse(Triage, system=system, user=ticket.text)
+        if ticket.id.startswith("flaky") and ctx.attempt == 1:
+            raise ProviderUnavailable("simulated outage")
         await ctx.effect(
             "record",
             record,

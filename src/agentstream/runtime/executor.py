@@ -30,7 +30,7 @@ from agentstream.agent import AgentSpec, Ordering
 from agentstream.codec import to_jsonable
 from agentstream.context import Context, RecordedAnswers
 from agentstream.deadletter import build_envelope, dead_letter_record, format_traceback
-from agentstream.event import Event, payload_hash
+from agentstream.event import Event, Headers, payload_hash
 from agentstream.failures import FailureClass, FencedError, classify, retry_after_hint
 from agentstream.journal.base import (
     Claim,
@@ -46,6 +46,7 @@ from agentstream.middleware import (
     DeadLetterInput,
     Middleware,
     MiddlewareStack,
+    OutputsInput,
     ProcessInput,
     ProcessOutcome,
     RetryInput,
@@ -271,7 +272,10 @@ class Executor:
                 outcome, failed_as = await self._failed(event, claim, ctx, exc)
                 return outcome, ctx, failed_as, exc
             await self._note_mismatches(ctx, epoch)
-            outputs = ctx.outputs(result)
+            extra: Headers = ()
+            if self.mw.wants(Middleware.output_headers):
+                extra = await self.mw.output_headers(OutputsInput(spec.name, event, 1))
+            outputs = ctx.outputs(result, extra)
             completion = Completion(
                 outputs=outputs,
                 result=to_jsonable(result),

@@ -147,6 +147,7 @@ class AgentWorker:
         low = max(0, int(high * cfg.resume_ratio))
         next_commit = time.monotonic() + cfg.commit_interval_s
         wants_poll = self.mw.wants(Middleware.on_poll)
+        next_lag = time.monotonic()
         while not self._stop.is_set():
             room = max(1, high - self.scheduler.buffered)
             messages = await self.transport.poll(min(cfg.poll_batch, room), cfg.poll_timeout_s)
@@ -174,6 +175,13 @@ class AgentWorker:
                 self.transport.resume()
                 self.paused = False
             if wants_poll:
+                lag = None
+                if time.monotonic() >= next_lag:
+                    next_lag = time.monotonic() + cfg.lag_interval_s
+                    try:
+                        lag = await self.transport.lag()
+                    except Exception:
+                        log.debug("agent %s: lag unavailable", self.spec.name, exc_info=True)
                 await self.mw.on_poll(
                     PollInput(
                         self.spec.name,
@@ -181,6 +189,7 @@ class AgentWorker:
                         buffered,
                         self.scheduler.in_flight,
                         self.paused,
+                        lag,
                     )
                 )
             if time.monotonic() >= next_commit:
