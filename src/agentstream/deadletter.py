@@ -21,6 +21,7 @@ from typing import Any
 
 from agentstream.agent import AgentSpec
 from agentstream.event import Event, Headers, OutgoingRecord
+from agentstream.failures import NonDeterminismError
 from agentstream.journal.base import FailureRecord, StepKind, StepRecord, StepStatus
 
 DLQ_HEADER_PREFIX = "agentstream-dlq-"
@@ -49,6 +50,13 @@ def build_envelope(
     """Assemble the dead-letter envelope of an event."""
     msg = event.message
     now = time.time()
+    detail = dict(detail or {})
+    if isinstance(error, NonDeterminismError):
+        detail["nondeterminism"] = {
+            "seq": error.seq,
+            "recorded_fingerprint": error.recorded_fingerprint,
+            "new_fingerprint": error.new_fingerprint,
+        }
     llm_steps = [s for s in steps if s.kind == StepKind.LLM]
     effects = [s for s in steps if s.kind == StepKind.EFFECT]
     times = [f.at for f in failures] or [now]
@@ -137,7 +145,7 @@ def build_envelope(
         "idempotency_keys": keys,
         "tokens": sum(int(s.meta.get("total_tokens", 0)) for s in llm_steps),
         "cost_usd": round(sum(float(s.meta.get("cost_usd", 0.0)) for s in llm_steps), 8),
-        "detail": detail or {},
+        "detail": detail,
         "created_at": now,
     }
 
