@@ -3,6 +3,7 @@ shadow run of its candidate renders a report that headless Chromium shows."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -14,12 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from agentstream.cli import cli
 from agentstream.cli._app import load_app
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.replay import replay_recorded, replay_shadow
 from agentstream.replay.history import export_history, import_history
 from agentstream.replay.report import report_html, report_json
+from tests.ops.apps import cli_run
 from tests.services import IN_CI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,3 +138,47 @@ async def test_the_shadow_report_renders_in_headless_chromium_with_its_summary_n
     assert shown("cost-delta") == f"${s['cost_delta_usd']:+.6f}"
     assert shown("effects-suppressed") == str(s["effects_suppressed"])
     assert dom.count('class="different"') == len(enterprise)
+
+
+async def test_the_replay_command_verifies_the_history_and_writes_shadow_reports(
+    examples_on_path, tmp_path
+):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    out = await cli_run("journal", "import", "--agent", "triage", str(HISTORY), "--store", url)
+    assert "imported 40 event(s)" in out
+    out = await cli_run(
+        "replay", "support_triage:app", "--agent", "triage", "--mode", "recorded", "--store", url
+    )
+    assert "40 identical, 0 different, 0 failed, 0 skipped; 0 model call(s)" in " ".join(
+        out.split()
+    )
+    json_path, html_path = tmp_path / "r.json", tmp_path / "r.html"
+    out = await cli_run(
+        "replay",
+        "support_triage:app",
+        "--agent",
+        "triage",
+        "--mode",
+        "shadow",
+        "--candidate",
+        "support_triage_candidate:app",
+        "--run-id",
+        "cli-run",
+        "--json",
+        str(json_path),
+        "--html",
+        str(html_path),
+        "--store",
+        url,
+    )
+    report = json.loads(json_path.read_text())
+    assert report["run_id"] == "cli-run" and report["summary"]["events"] == 40
+    assert f"{report['summary']['different']} of 40 decisions changed" in " ".join(out.split())
+    assert 'id="divergence-rate"' in html_path.read_text()
+    # the changed example code fails recorded replay, with exit code 1
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["replay", "support_triage_candidate:app", "--agent", "triage", "--store", url],
+    )
+    assert result.exit_code == 1 and "0 model call(s)" in " ".join(result.stdout.split())

@@ -8,6 +8,7 @@ from pathlib import Path
 from agentstream.context import EVENT_ID_HEADER
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.testing import AppHarness
+from agentstream.transports.embedded import read_topic
 from tests.ops.apps import calls, cli_run, effects, make_app, tickets
 
 
@@ -33,6 +34,14 @@ async def test_a_redrive_after_a_fix_completes_the_event_exactly_once(tmp_path):
     assert letter["failure_class"] == "agent_error" and letter["status"] == "dead"
     assert identity.startswith("tickets/") and letter["key"] == "bob"
     assert len(calls(tmp_path / "calls.db", identity)) == 1
+    # the dead-letter topic got the original bytes, with the context in headers
+    [dlq] = read_topic(db, "tickets.dlq")
+    [original] = [m for m in read_topic(db, "tickets") if m.coordinates == identity]
+    assert (dlq.key, dlq.value) == (original.key, original.value)
+    assert dlq.header("kafka_dlt-original-topic") == b"tickets"
+    assert dlq.header("__connect.errors.offset") == str(original.offset).encode()
+    assert dlq.header("__connect.errors.exception.class.name") == b"builtins.ValueError"
+    assert dlq.header("agentstream-dlq-event-id") == identity.encode()
     shown = json.loads(await cli_run("dlq", "show", str(letter["id"]), "--store", url, "--json"))
     assert [s["kind"] for s in shown["steps"]] == ["llm", "effect"]
     assert shown["envelope"]["idempotency_keys"] == [shown["steps"][1]["idempotency_key"]]
