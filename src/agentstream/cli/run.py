@@ -33,6 +33,10 @@ def run(
     if workers > 1:
         raise typer.Exit(_supervise(target, agent or [], workers, log_level))
     setup_logging(log_level)
+    # The journal's SQLite thread and the event loop hand work back and forth constantly; the
+    # default 5 ms GIL switch interval makes each hand-off wait, a 1 ms one roughly doubles
+    # the journaled throughput. This process is ours, so we tune it.
+    sys.setswitchinterval(0.001)
     app = load_app(target)
     if broker:
         app.broker_url = broker
