@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from agentstream.event import Message, OutgoingRecord
+from agentstream.failures import FencedError
 
 
 class EventState(enum.StrEnum):
@@ -305,6 +306,23 @@ class EventJournal(Protocol):
         """See :meth:`Store.claim`."""
         ...
 
+    async def claim_many(
+        self,
+        agent: str,
+        requests: Sequence[tuple[str, EventMeta]],
+        *,
+        owner: str,
+        lease_s: float,
+    ) -> list[Claim]:
+        """See :meth:`Store.claim_many`."""
+        ...
+
+    async def complete_many(
+        self, agent: str, items: Sequence[tuple[str, int, Completion]]
+    ) -> list[FencedError | None]:
+        """See :meth:`Store.complete_many`."""
+        ...
+
     async def release(
         self, agent: str, event_id: str, epoch: int, *, not_before: float = 0.0
     ) -> None:
@@ -386,6 +404,20 @@ class Store(Protocol):
         """Atomically claim an event for processing, or report why not."""
         ...
 
+    async def claim_many(
+        self,
+        agent: str,
+        requests: Sequence[tuple[str, EventMeta]],
+        *,
+        owner: str,
+        lease_s: float,
+    ) -> list[Claim]:
+        """Claim several events at once, answering in request order.
+
+        An id repeated within one call is granted once and reported busy after that.
+        """
+        ...
+
     async def renew(
         self, agent: str, claims: Sequence[tuple[str, int]], lease_s: float
     ) -> set[str]:
@@ -404,6 +436,15 @@ class Store(Protocol):
 
     async def complete(self, agent: str, event_id: str, epoch: int, completion: Completion) -> None:
         """Mark the event completed and enqueue its outputs, atomically."""
+        ...
+
+    async def complete_many(
+        self, agent: str, items: Sequence[tuple[str, int, Completion]]
+    ) -> list[FencedError | None]:
+        """Complete several ``(event_id, epoch, completion)`` items at once.
+
+        Each item succeeds or gets a FencedError independently of the others.
+        """
         ...
 
     async def record_failure(

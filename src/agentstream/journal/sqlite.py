@@ -252,6 +252,46 @@ def _outbox_from_row(row: Sequence[Any]) -> OutboxRow:
     )
 
 
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _claim_existing(
+    conn: sqlite3.Connection, agent: str, event_id: str, owner: str, now: float, lease_s: float
+) -> Claim:
+    """Claim an event that already has a journal row."""
+    state, epoch, lease_until, attempts = conn.execute(
+        "SELECT state, epoch, lease_until, attempts FROM as_events "
+        "WHERE agent = ? AND event_id = ?",
+        (agent, event_id),
+    ).fetchone()
+    conn.execute(
+        "UPDATE as_events SET deliveries = deliveries + 1 WHERE agent = ? AND event_id = ?",
+        (agent, event_id),
+    )
+    if state == EventState.COMPLETED:
+        return Claim(ClaimStatus.COMPLETED, epoch, attempts)
+    if state == EventState.DEAD:
+        return Claim(ClaimStatus.DEAD, epoch, attempts)
+    if lease_until > now:
+        return Claim(ClaimStatus.BUSY, epoch, attempts, lease_until)
+    epoch += 1
+    attempts += 1
+    conn.execute(
+        "UPDATE as_events SET state = 'claimed', epoch = ?, owner = ?, lease_until = ?, "
+        "attempts = ?, updated_at = ? WHERE agent = ? AND event_id = ?",
+        (epoch, owner, now + lease_s, attempts, now, agent, event_id),
+    )
+    steps = tuple(
+        _step_from_row(r)
+        for r in conn.execute(
+            f"SELECT {_STEP_COLUMNS} FROM as_steps WHERE agent = ? AND event_id = ? ORDER BY seq",
+            (agent, event_id),
+        )
+    )
+    return Claim(ClaimStatus.CLAIMED, epoch, attempts, now + lease_s, steps)
+
+
 def _fence(conn: sqlite3.Connection, agent: str, event_id: str, epoch: int, now: float) -> None:
     cur = conn.execute(
         "UPDATE as_events SET updated_at = ? WHERE agent = ? AND event_id = ? AND epoch = ? "
@@ -338,71 +378,75 @@ class SqliteStore(SqliteOperations):
         self, agent: str, event_id: str, *, owner: str, lease_s: float, meta: EventMeta
     ) -> Claim:
         """Atomically claim an event (see :meth:`Store.claim`)."""
-        now = self._clock()
+        [claim] = await self.claim_many(agent, [(event_id, meta)], owner=owner, lease_s=lease_s)
+        return claim
 
-        def op(conn: sqlite3.Connection) -> Claim:
-            row = conn.execute(
-                "SELECT state, epoch, lease_until, attempts FROM as_events "
-                "WHERE agent = ? AND event_id = ?",
-                (agent, event_id),
-            ).fetchone()
-            if row is None:
-                msg = meta.message
-                conn.execute(
-                    "INSERT INTO as_events (agent, event_id, state, epoch, owner, lease_until, "
-                    'attempts, deliveries, event_key, topic, partition, "offset", timestamp_ms, '
-                    "input_hash, group_id, identity_source, created_at, updated_at, msg_key, "
-                    "msg_value, msg_headers) "
-                    "VALUES (?, ?, 'claimed', 1, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "?)",
+    async def claim_many(
+        self,
+        agent: str,
+        requests: Sequence[tuple[str, EventMeta]],
+        *,
+        owner: str,
+        lease_s: float,
+    ) -> list[Claim]:
+        """Claim several events in one transaction; answers are in request order."""
+        now = self._clock()
+        until = now + lease_s
+
+        def op(conn: sqlite3.Connection) -> list[Claim]:
+            ids = list(dict.fromkeys(event_id for event_id, _ in requests))
+            existing: set[str] = set()
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                existing.update(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT event_id FROM as_events WHERE agent = ? AND event_id IN ({marks})",
+                        (agent, *chunk),
+                    )
+                )
+            fresh: dict[str, EventMeta] = {}
+            for event_id, meta in requests:
+                if event_id not in existing:
+                    fresh.setdefault(event_id, meta)
+            conn.executemany(
+                "INSERT INTO as_events (agent, event_id, state, epoch, owner, lease_until, "
+                'attempts, deliveries, event_key, topic, partition, "offset", timestamp_ms, '
+                "input_hash, group_id, identity_source, created_at, updated_at, msg_key, "
+                "msg_value, msg_headers) "
+                "VALUES (?, ?, 'claimed', 1, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         agent,
                         event_id,
                         owner,
-                        now + lease_s,
-                        meta.key,
-                        meta.topic,
-                        meta.partition,
-                        meta.offset,
-                        meta.timestamp_ms,
-                        meta.input_hash,
-                        meta.group_id,
-                        meta.identity_source,
+                        until,
+                        m.key,
+                        m.topic,
+                        m.partition,
+                        m.offset,
+                        m.timestamp_ms,
+                        m.input_hash,
+                        m.group_id,
+                        m.identity_source,
                         now,
                         now,
-                        None if msg is None else msg.key,
-                        None if msg is None else msg.value,
-                        None if msg is None else encode_headers(msg.headers),
-                    ),
-                )
-                return Claim(ClaimStatus.CLAIMED, 1, 1, now + lease_s)
-            state, epoch, lease_until, attempts = row
-            conn.execute(
-                "UPDATE as_events SET deliveries = deliveries + 1 WHERE agent = ? AND event_id = ?",
-                (agent, event_id),
+                        None if m.message is None else m.message.key,
+                        None if m.message is None else m.message.value,
+                        None if m.message is None else encode_headers(m.message.headers),
+                    )
+                    for event_id, m in fresh.items()
+                ],
             )
-            if state == EventState.COMPLETED:
-                return Claim(ClaimStatus.COMPLETED, epoch, attempts)
-            if state == EventState.DEAD:
-                return Claim(ClaimStatus.DEAD, epoch, attempts)
-            if lease_until > now:
-                return Claim(ClaimStatus.BUSY, epoch, attempts, lease_until)
-            epoch += 1
-            attempts += 1
-            conn.execute(
-                "UPDATE as_events SET state = 'claimed', epoch = ?, owner = ?, lease_until = ?, "
-                "attempts = ?, updated_at = ? WHERE agent = ? AND event_id = ?",
-                (epoch, owner, now + lease_s, attempts, now, agent, event_id),
-            )
-            steps = tuple(
-                _step_from_row(r)
-                for r in conn.execute(
-                    f"SELECT {_STEP_COLUMNS} FROM as_steps WHERE agent = ? AND event_id = ? "
-                    "ORDER BY seq",
-                    (agent, event_id),
-                )
-            )
-            return Claim(ClaimStatus.CLAIMED, epoch, attempts, now + lease_s, steps)
+            answers: list[Claim] = []
+            granted: set[str] = set()
+            for event_id, _ in requests:
+                if event_id in fresh and event_id not in granted:
+                    granted.add(event_id)
+                    answers.append(Claim(ClaimStatus.CLAIMED, 1, 1, until))
+                else:
+                    answers.append(_claim_existing(conn, agent, event_id, owner, now, lease_s))
+            return answers
 
         return await self.db.write(op)
 
@@ -475,34 +519,66 @@ class SqliteStore(SqliteOperations):
 
     async def complete(self, agent: str, event_id: str, epoch: int, completion: Completion) -> None:
         """Complete the event, enqueue outputs and record the entity version, atomically."""
+        [error] = await self.complete_many(agent, [(event_id, epoch, completion)])
+        if error is not None:
+            raise error
+
+    async def complete_many(
+        self, agent: str, items: Sequence[tuple[str, int, Completion]]
+    ) -> list[FencedError | None]:
+        """Complete several events in one transaction; a FencedError for each stale claim."""
         now = self._clock()
 
-        def op(conn: sqlite3.Connection) -> None:
-            _fence(conn, agent, event_id, epoch, now)
-            conn.execute(
+        def op(conn: sqlite3.Connection) -> list[FencedError | None]:
+            current: dict[str, tuple[int, str]] = {}
+            ids = list(dict.fromkeys(event_id for event_id, _, _ in items))
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                for event_id, epoch, state in conn.execute(
+                    f"SELECT event_id, epoch, state FROM as_events WHERE agent = ? "
+                    f"AND event_id IN ({marks})",
+                    (agent, *chunk),
+                ):
+                    current[event_id] = (epoch, state)
+            errors: list[FencedError | None] = []
+            rows = []
+            for event_id, epoch, completion in items:
+                if current.get(event_id) != (epoch, EventState.CLAIMED):
+                    errors.append(
+                        FencedError(
+                            f"claim on {agent}/{event_id} at epoch {epoch} is no longer current"
+                        )
+                    )
+                    continue
+                current[event_id] = (epoch, EventState.COMPLETED)
+                errors.append(None)
+                rows.append(
+                    (completion.outcome, dumps(completion.result), now, now, agent, event_id)
+                )
+                if completion.outputs:
+                    _insert_outbox(conn, agent, event_id, completion.outputs, now)
+                if completion.entity is not None and completion.version is not None:
+                    conn.execute(
+                        "INSERT INTO as_entity_versions (agent, entity, version) "
+                        "VALUES (?, ?, ?) ON CONFLICT (agent, entity) DO UPDATE SET "
+                        "version = MAX(version, excluded.version)",
+                        (agent, completion.entity, completion.version),
+                    )
+            conn.executemany(
                 "UPDATE as_events SET state = 'completed', owner = NULL, lease_until = 0, "
-                "outcome = ?, result = ?, completed_at = ? WHERE agent = ? AND event_id = ?",
-                (completion.outcome, dumps(completion.result), now, agent, event_id),
+                "outcome = ?, result = ?, completed_at = ?, updated_at = ? "
+                "WHERE agent = ? AND event_id = ?",
+                rows,
             )
-            conn.execute(
+            # a redriven event that completes resolves its dead letter (and releases its key)
+            conn.executemany(
                 "UPDATE as_dead_letters SET status = 'resolved' WHERE agent = ? AND event_id = ? "
                 "AND status = 'redriven'",
-                (agent, event_id),
+                [(agent, row[-1]) for row in rows],
             )
-            first_seq = conn.execute(
-                "SELECT COALESCE(MAX(seq) + 1, 0) FROM as_outbox WHERE agent = ? AND event_id = ?",
-                (agent, event_id),
-            ).fetchone()[0]
-            _insert_outbox(conn, agent, event_id, completion.outputs, now, first_seq)
-            if completion.entity is not None and completion.version is not None:
-                conn.execute(
-                    "INSERT INTO as_entity_versions (agent, entity, version) VALUES (?, ?, ?) "
-                    "ON CONFLICT (agent, entity) DO UPDATE SET "
-                    "version = MAX(version, excluded.version)",
-                    (agent, completion.entity, completion.version),
-                )
+            return errors
 
-        await self.db.write(op)
+        return await self.db.write(op)
 
     async def record_failure(
         self, agent: str, event_id: str, epoch: int, failure: FailureRecord

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentstream.event import Message, OutgoingRecord
-from agentstream.failures import StepNotRecorded
+from agentstream.failures import FencedError, StepNotRecorded
 from agentstream.journal.base import (
     Claim,
     ClaimStatus,
@@ -51,6 +51,28 @@ class ReplayJournal:
     ) -> Claim:
         """Always granted, as the first attempt, with the recorded steps."""
         return Claim(ClaimStatus.CLAIMED, 1, 1, float("inf"), self.recorded)
+
+    async def claim_many(
+        self,
+        agent: str,
+        requests: Sequence[tuple[str, EventMeta]],
+        *,
+        owner: str,
+        lease_s: float,
+    ) -> list[Claim]:
+        """Every request granted (replay claims one event per journal)."""
+        return [
+            await self.claim(agent, event_id, owner=owner, lease_s=lease_s, meta=meta)
+            for event_id, meta in requests
+        ]
+
+    async def complete_many(
+        self, agent: str, items: Sequence[tuple[str, int, Completion]]
+    ) -> list[FencedError | None]:
+        """Kept in memory."""
+        for event_id, epoch, completion in items:
+            await self.complete(agent, event_id, epoch, completion)
+        return [None] * len(items)
 
     async def release(
         self, agent: str, event_id: str, epoch: int, *, not_before: float = 0.0

@@ -51,6 +51,7 @@ from agentstream.middleware import (
     ProcessOutcome,
     RetryInput,
 )
+from agentstream.runtime.batcher import JournalBatcher
 
 log = logging.getLogger("agentstream.executor")
 
@@ -117,6 +118,7 @@ class Executor:
         self._clock = clock
         self._rng = rng or random.Random()
         self._answers = answers
+        self.journal = JournalBatcher(store, spec.name, owner=owner, lease_s=lease_s)
         self._claims: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[object]] = {}
         self._lost: set[str] = set()
@@ -184,12 +186,9 @@ class Executor:
         ctx: Context | None = None
         failure_class: str | None = None
         error: BaseException | None = None
-        claim = await self.store.claim(
-            self.spec.name,
+        claim = await self.journal.claim(
             event.identity,
-            owner=self.owner,
-            lease_s=self.lease_s,
-            meta=EventMeta(
+            EventMeta(
                 key=event.key,
                 topic=event.message.topic,
                 partition=event.message.partition,
@@ -284,7 +283,7 @@ class Executor:
                 else None,
                 version=event.version,
             )
-            await self.store.complete(spec.name, identity, epoch, completion)
+            await self.journal.complete(identity, epoch, completion)
             if self.mw.wants(Middleware.after_complete):
                 await self.mw.after_complete(CompletedInput(spec.name, event, len(outputs), result))
             return Done("completed"), ctx, None, None
