@@ -1,6 +1,6 @@
 """Recorded replay throughput over 20,000 journaled events.
 
-    python bench/bench_replay.py [--events 20000] [--concurrency 32]
+    python -m bench.bench_replay [--events 20000] [--concurrency 32]
 
 1. Journals N events by running them live through the executor against a SQLite journal, with
    the in-process LLM simulator at zero latency (a model call, a structured parse, an effect and

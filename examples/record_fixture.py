@@ -1,48 +1,59 @@
-"""Re-record the checked-in history of the support example (run after changing the example).
+"""Re-record the checked-in histories of the examples (run after changing an example).
 
-    python examples/record_fixture.py
+    python -m examples.record_fixture
 
-Runs the example on a temporary embedded log with the seeded simulator, then exports its
-journal to ``examples/fixtures/support_triage.history.jsonl``; CI replays that file against the
-example's current code (``tests/ops/test_fixtures.py``).
+Runs each example on a temporary embedded log with its simulated model, then exports its
+journal to ``examples/fixtures/<example>.history.jsonl``; CI replays those files against the
+examples' current code (``tests/ops/test_fixtures.py``): a change that alters a recorded
+decision fails the replay until the history is re-recorded on purpose.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
-import sys
+import os
 import tempfile
 from pathlib import Path
 
+from agentstream.backends import Backends
+from agentstream.replay.history import export_history
+from agentstream.testing import AppHarness
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
-from support_triage import app  # noqa: E402
+EXAMPLES = {
+    # module: (tickets file, key field, id field)
+    "refund_desk": ("refund_desk_tickets.jsonl", "customer", "id"),
+    "support_triage": ("tickets.jsonl", "customer_id", "ticket_id"),
+}
 
-from agentstream.backends import Backends  # noqa: E402
-from agentstream.replay.history import export_history  # noqa: E402
-from agentstream.testing import AppHarness  # noqa: E402
+
+async def record(name: str, tickets_file: str, key: str, ident: str, tmp: Path) -> int:
+    app = importlib.import_module(f"examples.{name}").app
+    url = f"sqlite:///{tmp / name}.db"
+    app.broker_url = app.store_url = url
+    tickets = [json.loads(line) for line in (HERE / tickets_file).read_text().splitlines()]
+    async with AppHarness(app) as h:
+        await h.produce(
+            "tickets", tickets, key=lambda t: t[key], headers=lambda t: {"id": t[ident]}
+        )
+        await h.wait_drained()
+    store = Backends(url, url).store()
+    await store.open()
+    try:
+        return await export_history(store, "triage", HERE / "fixtures" / f"{name}.history.jsonl")
+    finally:
+        await store.close()
 
 
 async def main() -> None:
-    tickets = [json.loads(line) for line in (HERE / "tickets.jsonl").read_text().splitlines()]
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/support.db"
-        app.broker_url = app.store_url = url
-        async with AppHarness(app) as h:
-            await h.produce(
-                "tickets", tickets, key=lambda t: t["customer"], headers=lambda t: {"id": t["id"]}
-            )
-            await h.wait_drained()
-        store = Backends(url, url).store()
-        await store.open()
-        try:
-            out = HERE / "fixtures" / "support_triage.history.jsonl"
-            n = await export_history(store, "triage", out)
-        finally:
-            await store.close()
-    print(f"recorded {n} events")
+        os.chdir(tmp)  # the examples' stand-in services keep their files in the working folder
+        for name, (tickets_file, key, ident) in EXAMPLES.items():
+            n = await record(name, tickets_file, key, ident, Path(tmp))
+            print(f"{name}: recorded {n} events")
 
 
 if __name__ == "__main__":

@@ -1,114 +1,93 @@
-"""Support triage: route tickets with a tool call, a structured decision and a refund effect.
+"""Support-ticket triage: decide once, refund once, whatever the broker redelivers.
 
-Run it on the embedded log (one SQLite file, no server) with the LLM simulator::
+Run it on the embedded defaults (one SQLite file, no server) with the simulated model:
 
-    agentstream produce tickets examples/tickets.jsonl --key customer --id id
-    agentstream run support_triage:app            # from examples/, or PYTHONPATH=examples
+    agentstream produce tickets examples/tickets.jsonl --key customer_id --id ticket_id
+    agentstream run examples.support_triage:app
+    agentstream status examples.support_triage:app
 
-Inspect and replay what it did::
+Point it at real infrastructure with environment variables, no code change:
 
-    agentstream journal list --agent triage
-    agentstream replay support_triage:app --agent triage --mode recorded
-    agentstream replay support_triage:app --agent triage --mode shadow \\
-        --candidate support_triage_candidate:app --html report.html
+    AGENTSTREAM_BROKER=kafka://localhost:9092 AGENTSTREAM_STORE=postgresql://localhost/agents \
+        agentstream run examples.support_triage:app
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable
+import sqlite3
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-import agentstream
+from agentstream import App, Context, Retry
 from agentstream.llm.simulated import SimulatedProvider
 from agentstream.llm.simulator import SimulatorConfig
 
 PROMPT = (
-    "You triage customer support tickets. First look up the order the ticket is about, then "
-    "choose a queue and a priority, and a refund in cents when one is due."
+    "You triage customer support tickets. Decide the category and priority, and whether the "
+    "customer gets a refund (and how much, in cents)."
 )
-
-LOOKUP_ORDER = {
-    "type": "function",
-    "function": {
-        "name": "lookup_order",
-        "description": "Find an order by its id.",
-        "parameters": {
-            "type": "object",
-            "properties": {"order_id": {"type": "string", "maxLength": 12}},
-            "required": ["order_id"],
-        },
-    },
-}
 
 
 class Ticket(BaseModel):
-    id: str
-    customer: str
-    tier: Literal["standard", "enterprise"] = "standard"
+    ticket_id: str
+    customer_id: str
     text: str
 
 
 class Triage(BaseModel):
-    queue: Literal["billing", "shipping", "technical", "general"]
-    priority: Literal["low", "normal", "high"]
-    refund_cents: int = Field(ge=0, le=5000)
+    category: Literal["billing", "shipping", "account", "technical", "other"]
+    priority: Literal["low", "normal", "high", "urgent"]
+    refund: bool
+    refund_cents: int = Field(ge=0, le=20_000)
 
 
-def lookup_order(order_id: str) -> dict[str, object]:
-    """A stand-in order database: a deterministic order for any id."""
-    digest = hashlib.sha256(order_id.encode()).digest()
-    return {"order_id": order_id, "total_cents": 500 + digest[0] * 20, "shipped": digest[1] > 80}
+class Payments:
+    """Stands in for a payments API that accepts an idempotency key and can be queried by it."""
 
-
-def refund(customer: str, cents: int, idempotency_key: str) -> dict[str, object]:
-    """A stand-in payments API (a real one deduplicates on the idempotency key)."""
-    return {"customer": customer, "refunded_cents": cents, "key": idempotency_key}
-
-
-def make_app(prompt_for: Callable[[Ticket], str], *, seed: int = 42) -> agentstream.App:
-    """The support app, with the system prompt chosen per ticket."""
-    app = agentstream.App(
-        "support",
-        llm=lambda: SimulatedProvider(SimulatorConfig(seed=seed, latency_ms=5)),
-    )
-
-    @app.agent(
-        source="tickets",
-        key=lambda t: t.customer,
-        identity=lambda t: t.id,
-        output="triage",
-        dead_letter="tickets.dlq",
-        prompt_version="v1",
-    )
-    async def triage(ctx: agentstream.Context, ticket: Ticket) -> Triage:
-        system = prompt_for(ticket)
-        plan = await ctx.llm(
-            system=system,
-            user=ticket.text,
-            tools=[LOOKUP_ORDER],
-            tool_choice="required",
-            name="plan",
+    def __init__(self, path: str = "payments.db") -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS refunds "
+            "(idem_key TEXT PRIMARY KEY, customer TEXT, cents INT)"
         )
-        order_id = json.loads(plan.tool_calls[0].arguments)["order_id"] if plan.tool_calls else ""
-        order = await ctx.step("lookup_order", lookup_order, order_id)
-        decision = await ctx.llm.parse(
-            Triage, system=system, user=f"{ticket.text}\nOrder: {json.dumps(order)}"
+
+    def refund(self, customer_id: str, cents: int, idempotency_key: str) -> dict[str, str]:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO refunds VALUES (?, ?, ?)", (idempotency_key, customer_id, cents)
         )
-        if decision.refund_cents:
-            await ctx.effect(
-                "refund",
-                refund,
-                ticket.customer,
-                decision.refund_cents,
-                idempotency_key=ctx.key("refund"),
-            )
-        return decision
+        return {"refund_id": idempotency_key}
 
-    return app
+    def lookup(self, idempotency_key: str) -> dict[str, str] | None:
+        row = self.conn.execute(
+            "SELECT idem_key FROM refunds WHERE idem_key = ?", (idempotency_key,)
+        ).fetchone()
+        return None if row is None else {"refund_id": row[0]}
 
 
-app = make_app(lambda ticket: PROMPT)
+payments = Payments()
+app = App("support", llm=SimulatedProvider(SimulatorConfig(latency_ms=200)))
+
+
+@app.agent(
+    source="tickets",
+    key=lambda t: t.customer_id,  # one customer's tickets in order, customers in parallel
+    identity=lambda t: t.ticket_id,  # a producer retry of a ticket is the same event
+    output="triage",
+    dead_letter="tickets.dlq",
+    concurrency=32,
+    retry=Retry(attempts=5),
+    prompt_version="triage-2026-11",
+)
+async def triage(ctx: Context, ticket: Ticket) -> Triage:
+    decision = await ctx.llm.parse(Triage, system=PROMPT, user=ticket.text)
+    if decision.refund:
+        await ctx.effect(
+            "refund",
+            payments.refund,
+            ticket.customer_id,
+            decision.refund_cents,
+            idempotency_key=ctx.key("refund"),
+            reconcile=payments.lookup,
+        )
+    return decision

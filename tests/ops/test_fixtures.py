@@ -1,5 +1,5 @@
-"""The checked-in history of the support example replays byte for byte against its code, and a
-shadow run of its candidate renders a report that headless Chromium shows."""
+"""The examples' checked-in histories replay byte for byte against their code, and a shadow run
+of the refund desk's candidate renders a report that headless Chromium shows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,16 +27,14 @@ from tests.services import IN_CI
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-HISTORY = EXAMPLES / "fixtures" / "support_triage.history.jsonl"
+HISTORY = EXAMPLES / "fixtures" / "refund_desk.history.jsonl"
 
 
 @pytest.fixture
-def examples_on_path() -> Iterator[None]:
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(EXAMPLES))
+def examples_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # the examples' stand-in services keep files in the working folder
+    monkeypatch.chdir(tmp_path)
+    yield
 
 
 @pytest.fixture
@@ -49,18 +46,26 @@ async def recorded_store(tmp_path: Path):
     await store.close()
 
 
-async def test_the_support_example_s_recorded_history_replays_byte_for_byte(
-    examples_on_path, recorded_store, tmp_path
+@pytest.mark.parametrize("example", ["support_triage", "refund_desk"])
+async def test_each_example_s_recorded_history_replays_byte_for_byte(
+    examples_on_path, tmp_path, example
 ):
-    app = load_app("support_triage:app")
-    report = await replay_recorded(app, "triage", recorded_store)
+    history = EXAMPLES / "fixtures" / f"{example}.history.jsonl"
+    store = SqliteStore(tmp_path / "replay.db")
+    await store.open()
+    try:
+        loaded = await import_history(store, "triage", history)
+        app = load_app(f"examples.{example}:app")
+        report = await replay_recorded(app, "triage", store)
+        again = tmp_path / "again.jsonl"
+        await export_history(store, "triage", again)
+    finally:
+        await store.close()
     bad = [r for r in report.results if r.status != "identical"]
     assert not bad, bad[:3]
-    assert len(report.results) == 40 and report.model_calls == 0
+    assert len(report.results) == loaded > 0 and report.model_calls == 0
     # export of the imported history gives the file back: the fixture round-trips exactly
-    again = tmp_path / "again.jsonl"
-    await export_history(recorded_store, "triage", again)
-    assert sorted(again.read_text().splitlines()) == sorted(HISTORY.read_text().splitlines())
+    assert sorted(again.read_text().splitlines()) == sorted(history.read_text().splitlines())
 
 
 def _chromium() -> str | None:
@@ -96,8 +101,8 @@ async def test_the_shadow_report_renders_in_headless_chromium_with_its_summary_n
         if IN_CI:
             pytest.fail("chromium is required in CI (.ci/run installs it)")
         pytest.skip("chromium is not installed")
-    live = load_app("support_triage:app")
-    candidate = load_app("support_triage_candidate:app")
+    live = load_app("examples.refund_desk:app")
+    candidate = load_app("examples.refund_desk_candidate:app")
     report = await replay_shadow(live, "triage", candidate, recorded_store, run_id="ci-run")
     s = report.summary
     tickets = [json.loads(line) for line in HISTORY.read_text().splitlines()]
@@ -147,7 +152,14 @@ async def test_the_replay_command_verifies_the_history_and_writes_shadow_reports
     out = await cli_run("journal", "import", "--agent", "triage", str(HISTORY), "--store", url)
     assert "imported 40 event(s)" in out
     out = await cli_run(
-        "replay", "support_triage:app", "--agent", "triage", "--mode", "recorded", "--store", url
+        "replay",
+        "examples.refund_desk:app",
+        "--agent",
+        "triage",
+        "--mode",
+        "recorded",
+        "--store",
+        url,
     )
     assert "40 identical, 0 different, 0 failed, 0 skipped; 0 model call(s)" in " ".join(
         out.split()
@@ -155,13 +167,13 @@ async def test_the_replay_command_verifies_the_history_and_writes_shadow_reports
     json_path, html_path = tmp_path / "r.json", tmp_path / "r.html"
     out = await cli_run(
         "replay",
-        "support_triage:app",
+        "examples.refund_desk:app",
         "--agent",
         "triage",
         "--mode",
         "shadow",
         "--candidate",
-        "support_triage_candidate:app",
+        "examples.refund_desk_candidate:app",
         "--run-id",
         "cli-run",
         "--json",
@@ -179,6 +191,6 @@ async def test_the_replay_command_verifies_the_history_and_writes_shadow_reports
     result = await asyncio.to_thread(
         CliRunner().invoke,
         cli,
-        ["replay", "support_triage_candidate:app", "--agent", "triage", "--store", url],
+        ["replay", "examples.refund_desk_candidate:app", "--agent", "triage", "--store", url],
     )
     assert result.exit_code == 1 and "0 model call(s)" in " ".join(result.stdout.split())

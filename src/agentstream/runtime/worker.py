@@ -148,9 +148,30 @@ class AgentWorker:
         next_commit = time.monotonic() + cfg.commit_interval_s
         wants_poll = self.mw.wants(Middleware.on_poll)
         next_lag = time.monotonic()
+        failures = 0
         while not self._stop.is_set():
             room = max(1, high - self.scheduler.buffered)
-            messages = await self.transport.poll(min(cfg.poll_batch, room), cfg.poll_timeout_s)
+            try:
+                messages = await self.transport.poll(min(cfg.poll_batch, room), cfg.poll_timeout_s)
+                if time.monotonic() >= next_commit:
+                    await self.transport.commit()
+                    next_commit = time.monotonic() + cfg.commit_interval_s
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A broker or journal outage: keep what is queued, back off, poll again. Events
+                # in flight finish or retry on their own; nothing is acknowledged that is not done.
+                failures += 1
+                delay = min(30.0, 0.2 * 2 ** min(failures, 8))
+                log.exception(
+                    "agent %s: poll/commit failed (%d in a row); retrying in %.1fs",
+                    self.spec.name,
+                    failures,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
             for message in messages:
                 event = interpret(self.spec, message)
                 if (
@@ -192,9 +213,6 @@ class AgentWorker:
                         lag,
                     )
                 )
-            if time.monotonic() >= next_commit:
-                await self.transport.commit()
-                next_commit = time.monotonic() + cfg.commit_interval_s
             if not messages and self.paused:
                 await asyncio.sleep(min(cfg.poll_timeout_s, 0.05))
 

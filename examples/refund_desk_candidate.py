@@ -4,13 +4,13 @@ Requests of standard tickets are unchanged, so shadow replay answers them from t
 enterprise tickets get a fresh model call, and their refunds (new effect requests) are
 suppressed, never executed::
 
-    agentstream replay support_triage:app --agent triage --mode shadow \\
-        --candidate support_triage_candidate:app --json report.json --html report.html
+    agentstream replay examples.refund_desk:app --agent triage --mode shadow \\
+        --candidate examples.refund_desk_candidate:app --json report.json --html report.html
 """
 
 from __future__ import annotations
 
-from support_triage import PROMPT, make_app
+from examples.refund_desk import PROMPT, make_app
 
 ENTERPRISE_PROMPT = (
     PROMPT + " Enterprise customers have a service-level agreement: never use the low priority, "
