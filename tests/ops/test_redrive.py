@@ -134,3 +134,22 @@ async def test_dead_letters_are_listed_by_filters_and_discarded(tmp_path):
     shown = json.loads(await cli_run("journal", "show", "c1", "--store", url, "--json"))
     assert shown["state"] == "completed" and shown["message"]["value_text"].startswith("{")
     assert [s["kind"] for s in shown["steps"]] == ["llm", "effect"]
+
+
+async def test_a_redriven_event_that_fails_again_gets_a_new_dead_letter_and_record(tmp_path):
+    db = tmp_path / "as.db"
+    url = f"sqlite:///{db}"
+    async with AppHarness(make_app(url, tmp_path, fixed=False)) as h:
+        await h.produce("tickets", tickets(("t8", "fay", True)), key=lambda t: t.customer)
+        await h.wait_drained()
+        [first] = await dead_letter_ids(db)
+        # the fix did not work: the redriven event fails again
+        await cli_run("dlq", "redrive", str(first["id"]), "--store", url, "--broker", url)
+        await h.wait_drained()
+    letters = {d["id"]: d["status"] for d in await dead_letter_ids(db)}
+    assert letters[first["id"]] == "superseded" and sorted(letters.values()) == [
+        "dead",
+        "superseded",
+    ]
+    assert len(read_topic(db, "tickets.dlq")) == 2
+    assert len(calls(tmp_path / "calls.db", "t8")) == 1  # resumed: the model was not asked again

@@ -386,6 +386,7 @@ class Executor:
             failures=failures,
             steps=steps,
             issued_keys=ctx.issued_keys if ctx else (),
+            epoch=claim.epoch,
         )
         outputs = (
             [dead_letter_record(spec.dead_letter, event, envelope)] if spec.dead_letter else []
