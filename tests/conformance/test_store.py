@@ -467,3 +467,49 @@ async def test_shadow_runs_and_results_are_stored_under_their_run_id(make_store)
     ]
     assert await store.shadow_results("other") == []
     assert await store.list_events() == []  # nothing live was touched
+
+
+async def test_deliveries_count_grants_and_duplicates_but_not_busy_rechecks(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    claim = await store.claim("a", "e1", owner="w1", lease_s=5, meta=META)
+    for _ in range(3):
+        assert (
+            await store.claim("a", "e1", owner="w2", lease_s=5, meta=META)
+        ).status == ClaimStatus.BUSY
+    await store.complete("a", "e1", claim.epoch, Completion())
+    await store.claim("a", "e1", owner="w2", lease_s=5, meta=META)
+    record = await store.get_event("a", "e1")
+    assert record is not None and record.deliveries == 2
+
+
+async def test_claim_many_answers_in_order_and_grants_a_repeated_id_once(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    done = await store.claim("a", "done", owner="w", lease_s=5, meta=META)
+    await store.complete("a", "done", done.epoch, Completion())
+    answers = await store.claim_many(
+        "a", [("new", META), ("done", META), ("new", META), ("other", META)], owner="w", lease_s=5
+    )
+    assert [a.status for a in answers] == [
+        ClaimStatus.CLAIMED,
+        ClaimStatus.COMPLETED,
+        ClaimStatus.BUSY,
+        ClaimStatus.CLAIMED,
+    ]
+
+
+async def test_complete_many_fences_each_item_on_its_own(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    good = await store.claim("a", "good", owner="w", lease_s=5, meta=META)
+    stale = await store.claim("a", "stale", owner="w", lease_s=5, meta=META)
+    clock.advance(6)
+    await store.claim("a", "stale", owner="w2", lease_s=5, meta=META)
+    errors = await store.complete_many(
+        "a",
+        [("good", good.epoch, Completion(result=1)), ("stale", stale.epoch, Completion(result=2))],
+    )
+    assert errors[0] is None and isinstance(errors[1], FencedError)
+    assert (await store.get_event("a", "good")).state == EventState.COMPLETED
+    assert (await store.get_event("a", "stale")).state == EventState.CLAIMED

@@ -401,7 +401,11 @@ class Store(Protocol):
     async def claim(
         self, agent: str, event_id: str, *, owner: str, lease_s: float, meta: EventMeta
     ) -> Claim:
-        """Atomically claim an event for processing, or report why not."""
+        """Atomically claim an event for processing, or report why not.
+
+        Every answer but ``busy`` counts one delivery on the event's row (busy answers are
+        repeated while the same delivery waits for the holder).
+        """
         ...
 
     async def claim_many(

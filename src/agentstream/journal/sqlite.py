@@ -265,21 +265,23 @@ def _claim_existing(
         "WHERE agent = ? AND event_id = ?",
         (agent, event_id),
     ).fetchone()
-    conn.execute(
-        "UPDATE as_events SET deliveries = deliveries + 1 WHERE agent = ? AND event_id = ?",
-        (agent, event_id),
-    )
-    if state == EventState.COMPLETED:
-        return Claim(ClaimStatus.COMPLETED, epoch, attempts)
-    if state == EventState.DEAD:
-        return Claim(ClaimStatus.DEAD, epoch, attempts)
+    if state in (EventState.COMPLETED, EventState.DEAD):
+        # A delivery of a settled event: count it (duplicates detected). Busy answers are not
+        # counted, since the same delivery asks again until the holder lets go.
+        conn.execute(
+            "UPDATE as_events SET deliveries = deliveries + 1 WHERE agent = ? AND event_id = ?",
+            (agent, event_id),
+        )
+        status = ClaimStatus.COMPLETED if state == EventState.COMPLETED else ClaimStatus.DEAD
+        return Claim(status, epoch, attempts)
     if lease_until > now:
         return Claim(ClaimStatus.BUSY, epoch, attempts, lease_until)
     epoch += 1
     attempts += 1
     conn.execute(
         "UPDATE as_events SET state = 'claimed', epoch = ?, owner = ?, lease_until = ?, "
-        "attempts = ?, updated_at = ? WHERE agent = ? AND event_id = ?",
+        "attempts = ?, deliveries = deliveries + 1, updated_at = ? "
+        "WHERE agent = ? AND event_id = ?",
         (epoch, owner, now + lease_s, attempts, now, agent, event_id),
     )
     steps = tuple(

@@ -55,6 +55,9 @@ from agentstream.runtime.batcher import JournalBatcher
 
 log = logging.getLogger("agentstream.executor")
 
+BUSY_RECHECK_S = 1.0
+"""Longest wait before asking again about an event another worker holds."""
+
 
 @dataclass(frozen=True, slots=True)
 class Done:
@@ -205,7 +208,10 @@ class Executor:
         elif claim.status == ClaimStatus.DEAD:
             outcome = Done("dead")
         elif claim.status == ClaimStatus.BUSY:
-            outcome = RetryLater(max(0.05, claim.lease_until - self._clock()), "busy")
+            # A live holder usually finishes long before its lease ends: look again soon,
+            # but never later than the lease (or the retry backoff) ends.
+            remaining = claim.lease_until - self._clock()
+            outcome = RetryLater(max(0.05, min(remaining, BUSY_RECHECK_S)), "busy")
         else:
             outcome, ctx, failure_class, error = await self._run_claimed(event, claim)
         return outcome, ctx, failure_class, error
