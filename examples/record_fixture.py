@@ -14,8 +14,11 @@ import asyncio
 import importlib
 import json
 import os
+import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agentstream.backends import Backends
 from agentstream.replay.history import export_history
@@ -23,27 +26,57 @@ from agentstream.testing import AppHarness
 
 HERE = Path(__file__).resolve().parent
 
-EXAMPLES = {
-    # module: (tickets file, key field, id field)
-    "refund_desk": ("refund_desk_tickets.jsonl", "customer", "id"),
-    "support_triage": ("tickets.jsonl", "customer_id", "ticket_id"),
+
+def _lines(name: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (HERE / name).read_text().splitlines()]
+
+
+def _payments() -> list[dict[str, Any]]:
+    rng = random.Random(11)
+    return [
+        {
+            "payment_id": f"P-{i:04d}",
+            "account_id": f"acct-{rng.randrange(8)}",
+            "amount_cents": rng.randrange(100, 200_000),
+            "merchant": rng.choice(["grocer", "airline", "casino", "electronics", "cafe"]),
+            "country": rng.choice(["NL", "DE", "US", "BR", "NG"]),
+        }
+        for i in range(30)
+    ]
+
+
+EXAMPLES: dict[str, tuple[str, str, str, str, Callable[[], list[dict[str, Any]]]]] = {
+    # module: (agent, source topic, key field, id field, input records)
+    "refund_desk": (
+        "triage",
+        "tickets",
+        "customer",
+        "id",
+        lambda: _lines("refund_desk_tickets.jsonl"),
+    ),
+    "support_triage": (
+        "triage",
+        "tickets",
+        "customer_id",
+        "ticket_id",
+        lambda: _lines("tickets.jsonl"),
+    ),
+    "fraud_review": ("review", "payments", "account_id", "payment_id", _payments),
 }
 
 
-async def record(name: str, tickets_file: str, key: str, ident: str, tmp: Path) -> int:
+async def record(name: str, tmp: Path) -> int:
+    agent, topic, key, ident, inputs = EXAMPLES[name]
     app = importlib.import_module(f"examples.{name}").app
     url = f"sqlite:///{tmp / name}.db"
     app.broker_url = app.store_url = url
-    tickets = [json.loads(line) for line in (HERE / tickets_file).read_text().splitlines()]
     async with AppHarness(app) as h:
-        await h.produce(
-            "tickets", tickets, key=lambda t: t[key], headers=lambda t: {"id": t[ident]}
-        )
+        await h.produce(topic, inputs(), key=lambda r: r[key], headers=lambda r: {"id": r[ident]})
         await h.wait_drained()
     store = Backends(url, url).store()
     await store.open()
     try:
-        return await export_history(store, "triage", HERE / "fixtures" / f"{name}.history.jsonl")
+        return await export_history(store, agent, HERE / "fixtures" / f"{name}.history.jsonl")
     finally:
         await store.close()
 
@@ -51,9 +84,8 @@ async def record(name: str, tickets_file: str, key: str, ident: str, tmp: Path) 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)  # the examples' stand-in services keep their files in the working folder
-        for name, (tickets_file, key, ident) in EXAMPLES.items():
-            n = await record(name, tickets_file, key, ident, Path(tmp))
-            print(f"{name}: recorded {n} events")
+        for name in EXAMPLES:
+            print(f"{name}: recorded {await record(name, Path(tmp))} events")
 
 
 if __name__ == "__main__":

@@ -46,19 +46,22 @@ async def recorded_store(tmp_path: Path):
     await store.close()
 
 
-@pytest.mark.parametrize("example", ["support_triage", "refund_desk"])
+@pytest.mark.parametrize(
+    ("example", "agent"),
+    [("support_triage", "triage"), ("refund_desk", "triage"), ("fraud_review", "review")],
+)
 async def test_each_example_s_recorded_history_replays_byte_for_byte(
-    examples_on_path, tmp_path, example
+    examples_on_path, tmp_path, example, agent
 ):
     history = EXAMPLES / "fixtures" / f"{example}.history.jsonl"
     store = SqliteStore(tmp_path / "replay.db")
     await store.open()
     try:
-        loaded = await import_history(store, "triage", history)
+        loaded = await import_history(store, agent, history)
         app = load_app(f"examples.{example}:app")
-        report = await replay_recorded(app, "triage", store)
+        report = await replay_recorded(app, agent, store)
         again = tmp_path / "again.jsonl"
-        await export_history(store, "triage", again)
+        await export_history(store, agent, again)
     finally:
         await store.close()
     bad = [r for r in report.results if r.status != "identical"]
