@@ -8,6 +8,7 @@ first message.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import json
 from collections.abc import Awaitable, Callable
@@ -155,11 +156,16 @@ class AgentSpec:
         return _validate(target, value)
 
 
+@functools.lru_cache(maxsize=256)
+def _adapter(target: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(target)
+
+
 def _validate(target: Any, value: bytes) -> Any:
     try:
         if isinstance(target, type) and issubclass(target, BaseModel):
             return target.model_validate_json(value)
-        return pydantic.TypeAdapter(target).validate_json(value)
+        return _adapter(target).validate_json(value)
     except pydantic.ValidationError as exc:
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             raise UndecodablePayload(

@@ -46,8 +46,13 @@ def build_envelope(
     steps: Sequence[StepRecord],
     issued_keys: Sequence[str] = (),
     detail: dict[str, Any] | None = None,
+    epoch: int = 0,
 ) -> dict[str, Any]:
-    """Assemble the dead-letter envelope of an event."""
+    """Assemble the dead-letter envelope of an event.
+
+    ``epoch`` is the claim epoch that dead-lettered it: unlike the attempt count, which a
+    redrive resets, it never repeats for an event, so it tells its dead letters apart.
+    """
     msg = event.message
     now = time.time()
     detail = dict(detail or {})
@@ -95,6 +100,7 @@ def build_envelope(
             "message": "" if error is None else str(error),
             "traceback": format_traceback(error),
         },
+        "epoch": epoch,
         "attempts": attempts,
         "first_failure_at": min(times),
         "last_failure_at": max(times),
@@ -196,5 +202,8 @@ def dead_letter_record(
         key=msg.key,
         value=msg.value,
         headers=headers,
-        dedupe_id=f"dlq:{envelope['agent']}:{event.identity}:{envelope['attempts']}",
+        dedupe_id=(
+            f"dlq:{envelope['agent']}:{event.identity}:"
+            f"{envelope.get('epoch') or envelope['attempts']}"
+        ),
     )

@@ -138,6 +138,8 @@ class Event:
         version: Entity version for stale-event detection, when configured.
         identity_source: Where the identity came from: ``header``, ``payload``, ``dedupe_id``,
             ``message_id`` or ``coordinates`` (see :data:`WEAK_IDENTITY_SOURCES`).
+        parked_id: Set when the event comes back from the journal's parking (strict ordering),
+            not from the transport; its delivery was acknowledged when it was parked.
     """
 
     message: Message
@@ -148,6 +150,7 @@ class Event:
     version: int | None = None
     identity_source: str = "header"
     extra: dict[str, Any] = field(default_factory=dict)
+    parked_id: int | None = None
 
     @property
     def tp(self) -> TopicPartition:

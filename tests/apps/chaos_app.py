@@ -13,31 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Literal
-
-from pydantic import BaseModel, Field
 
 from agentstream import App, Context, Retry, RuntimeConfig
+from agentstream.demo.scenario import Ticket
+from agentstream.demo.scenario import Triage as Decision
 from agentstream.llm.simulated import SimulatedProvider
 from agentstream.llm.simulator import SimulatorConfig
 from agentstream.middleware import CompletedInput, Middleware
 from tests.chaos.world import World
 
 env = os.environ.get
-
-
-class Ticket(BaseModel):
-    ticket_id: str
-    customer_id: str
-    seq: int
-    text: str
-
-
-class Decision(BaseModel):
-    category: Literal["billing", "shipping", "account", "fraud", "other"]
-    priority: Literal["low", "normal", "high", "urgent"]
-    refund: bool
-    refund_cents: int = Field(ge=1, le=50_000)
 
 
 world = World(env("CHAOS_WORLD", "world.db"), env("CHAOS_KILL_PLAN", ""))

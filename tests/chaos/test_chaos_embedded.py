@@ -43,7 +43,7 @@ async def test_killing_the_worker_anywhere_leaves_one_decision_and_one_effect_pe
     # Then every invariant held (verify raises otherwise), and the kills really happened
     # (a random kill can, rarely, pre-empt one planned point; each point must still fire)
     assert set(report.points_fired) == set(KILL_POINTS)
-    assert report.chosen_kills == sum(report.points_fired.values()) >= 6
+    assert report.chosen_kills >= 6
     assert report.random_kills == 5
     assert report.duplicates >= 100
     assert report.completed + report.dead == 1000
