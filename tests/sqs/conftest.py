@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from agentstream.transports.base import IgnoreRebalance
 from agentstream.transports.sqs import SQSTransport
 from agentstream.transports.sqs_config import parse_sqs_url
 from tests.sqs.raw import RawSQS
@@ -52,20 +53,12 @@ def redrive(dlq_arn: str, max_receive_count: int) -> dict[str, str]:
     }
 
 
-class _Quiet:
-    async def on_assigned(self, partitions: object) -> None:
-        return None
-
-    async def on_revoked(self, partitions: object) -> None:
-        return None
-
-
 async def drain(sqs_url: str, name: str, *, settle_s: float = 1.5, delete: bool = True) -> list:
     """Receive a queue's messages through the transport until it stays quiet for ``settle_s``."""
     import time
 
     t = SQSTransport(parse_sqs_url(sqs_url))
-    await t.subscribe([name], "test-reader", _Quiet())
+    await t.subscribe([name], "test-reader", IgnoreRebalance())
     got = []
     try:
         quiet_since = time.monotonic()

@@ -12,15 +12,16 @@ import agentstream
 from agentstream.failures import ConfigurationError
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.testing import AppHarness
+from agentstream.transports.base import IgnoreRebalance
 from agentstream.transports.sqs import SQSTransport
 from agentstream.transports.sqs_config import parse_sqs_url
-from tests.sqs.conftest import _Quiet, make_queue, redrive
+from tests.sqs.conftest import make_queue, redrive
 from tests.sqs.raw import RawSQS
 
 
 async def _subscribed(url: str, name: str) -> SQSTransport:
     t = SQSTransport(parse_sqs_url(url))
-    await t.subscribe([name], "g", _Quiet())
+    await t.subscribe([name], "g", IgnoreRebalance())
     return t
 
 
@@ -106,12 +107,12 @@ async def test_a_missing_queue_is_a_configuration_error_unless_creation_is_on(sq
     with pytest.raises(ConfigurationError):
         t = SQSTransport(parse_sqs_url(sqs_url))
         try:
-            await t.subscribe([qname], "g", _Quiet())
+            await t.subscribe([qname], "g", IgnoreRebalance())
         finally:
             await t.close()
     t = SQSTransport(parse_sqs_url(f"{sqs_url}&create_queues=true"))
     try:
-        await t.subscribe([f"{qname}.fifo"], "g", _Quiet())
+        await t.subscribe([f"{qname}.fifo"], "g", IgnoreRebalance())
         assert (await t.clients.queue(f"{qname}.fifo")).fifo
     finally:
         await t.close()
@@ -144,3 +145,19 @@ async def test_a_handler_running_three_visibility_timeouts_completes_with_no_sec
             await store.close()
         assert record is not None and record.state == "completed" and record.deliveries == 1
     assert await raw.depth(qname) == 0
+
+
+async def test_a_queue_whose_visibility_cannot_be_renewed_in_time_is_refused(sqs_url, qname):
+    await make_queue(sqs_url, qname, {"VisibilityTimeout": "0"})
+    t = SQSTransport(parse_sqs_url(sqs_url))
+    try:
+        with pytest.raises(ConfigurationError, match="visibility timeout of 0s"):
+            await t.subscribe([qname], "g", IgnoreRebalance())
+    finally:
+        await t.close()
+    t = SQSTransport(parse_sqs_url(f"{sqs_url}&visibility_timeout=5"))
+    try:
+        await t.subscribe([qname], "g", IgnoreRebalance())  # the URL's timeout overrides
+        assert t.assignment() == [(qname, 0)]
+    finally:
+        await t.close()

@@ -148,6 +148,12 @@ class SQSTransport:
             if topic in self._queues:
                 continue
             info = await self.clients.queue(topic)
+            visibility = self._visibility(info)
+            if visibility < 1 or self.settings.heartbeat_for(visibility) >= visibility:
+                raise ConfigurationError(
+                    f"queue {info.name}: a visibility timeout of {visibility}s leaves no time to "
+                    "renew it; set visibility_timeout= (and heartbeat= below it) in the sqs URL"
+                )
             self._queues[topic] = info
             self._buffered[topic] = 0
             if info.max_receive_count == 1:
