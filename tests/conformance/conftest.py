@@ -59,7 +59,7 @@ async def make_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Callable[[FakeClock], Awaitable[Store]]]:
     """Open stores of the parametrized backend; all made in one test share one database."""
-    ns = Namespace(tmp_path, f"t{uuid.uuid4().hex[:12]}")
+    ns = Namespace(tmp_path, f"t{uuid.uuid4().hex[:12]}", request.getfixturevalue)
     opened: list[Store] = []
 
     async def factory(clock: FakeClock) -> Store:
