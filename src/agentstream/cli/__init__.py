@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from agentstream.cli import produce as _produce  # noqa: F401  (registers commands)
 from agentstream.cli import run as _run  # noqa: F401
+from agentstream.cli import simulate as _simulate  # noqa: F401
 from agentstream.cli import status as _status  # noqa: F401
 from agentstream.cli._app import cli
 
