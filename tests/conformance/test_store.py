@@ -240,3 +240,21 @@ async def test_events_are_listed_and_counted_per_agent(make_store):
     counts = await store.counts("a")
     assert (counts["completed"], counts["claimed"]) == (1, 1)
     assert (await store.counts())["completed"] == 2
+
+
+async def test_blobs_are_stored_once_by_digest_and_read_back_exactly(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    other = await make_store(clock)  # another process on the same journal
+    prompt = '{"content":"Ünïcode, \\"quotes\\" and newlines\\n stay exact.","role":"system"}'
+    await store.put_blobs({"sha256:aa": prompt, "sha256:bb": "[1,2,3]"})
+    await other.put_blobs({"sha256:aa": "a later write of a known digest changes nothing"})
+    await store.put_blobs({})
+    assert await other.get_blobs(["sha256:aa", "sha256:bb", "sha256:missing"]) == {
+        "sha256:aa": prompt,
+        "sha256:bb": "[1,2,3]",
+    }
+    assert await store.get_blobs([]) == {}
+    many = {f"sha256:{i:04d}": f"blob {i}" for i in range(1200)}
+    await store.put_blobs(many)
+    assert await other.get_blobs(list(many)) == many

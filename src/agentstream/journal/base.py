@@ -9,7 +9,11 @@ The journal is the source of truth for everything the runtime promises:
 * steps keyed by ``(agent, event identity, seq)`` with a request fingerprint and recorded result;
 * effect intents (``started`` before the call, ``done`` after, ``unknown`` when unreconcilable);
 * the outbox (outputs and dead-letter records written in the same transaction as the state
-  change that produced them) and dead-letter envelopes.
+  change that produced them) and dead-letter envelopes;
+* content-addressed blobs: large parts of LLM requests (system prompts, earlier turns of a
+  conversation, tool schemas) stored once under their SHA-256 and referenced from step requests
+  as ``{"$blob": "sha256:..."}`` (see :mod:`agentstream.llm.transcripts`), so a transcript that
+  grows call by call, or a prompt shared by every event, is not stored again and again.
 
 Every backend (SQLite, PostgreSQL) implements :class:`Store` and passes the same conformance
 suite in ``tests/conformance``.
@@ -18,7 +22,7 @@ suite in ``tests/conformance``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -318,4 +322,12 @@ class Store(Protocol):
 
     async def counts(self, agent: str | None = None) -> dict[str, int]:
         """Number of events per state, plus ``dead_letters`` and ``outbox_pending``."""
+        ...
+
+    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
+        """Store content-addressed texts by digest; a digest already stored is left as it is."""
+        ...
+
+    async def get_blobs(self, digests: Collection[str]) -> dict[str, str]:
+        """The stored texts among ``digests`` (unknown digests are absent from the result)."""
         ...

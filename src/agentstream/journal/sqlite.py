@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +117,11 @@ CREATE TABLE IF NOT EXISTS as_dead_letters (
     envelope TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS as_dead_letters_event ON as_dead_letters (agent, event_id);
+CREATE TABLE IF NOT EXISTS as_blobs (
+    digest TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS as_entity_versions (
     agent TEXT NOT NULL,
     entity TEXT NOT NULL,
@@ -654,6 +659,41 @@ class SqliteStore:
                 args,
             ).fetchone()[0]
             return out
+
+        return await self.db.read(op)
+
+    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
+        """Store content-addressed texts; existing digests are kept."""
+        if not blobs:
+            return
+        now = self._clock()
+        rows = [(digest, body, now) for digest, body in blobs.items()]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO as_blobs (digest, body, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (digest) DO NOTHING",
+                rows,
+            )
+
+        await self.db.write(op)
+
+    async def get_blobs(self, digests: Collection[str]) -> dict[str, str]:
+        """The stored texts among ``digests``."""
+        wanted = list(dict.fromkeys(digests))
+        if not wanted:
+            return {}
+
+        def op(conn: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for digest, body in conn.execute(
+                    f"SELECT digest, body FROM as_blobs WHERE digest IN ({marks})", chunk
+                ):
+                    found[digest] = body
+            return found
 
         return await self.db.read(op)
 
