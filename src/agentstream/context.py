@@ -15,6 +15,7 @@ same key when declared ``idempotent``, or else marked ``unknown`` and the event 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import inspect
@@ -30,11 +31,18 @@ import pydantic
 from agentstream.agent import AgentSpec, NonDeterminismPolicy
 from agentstream.codec import encode_value, fingerprint, to_jsonable
 from agentstream.event import Event, Headers, OutgoingRecord, headers_from_mapping
-from agentstream.failures import BudgetExceededError, EffectOutcomeUnknown, NonDeterminismError
+from agentstream.failures import (
+    BudgetExceededError,
+    EffectOutcomeUnknown,
+    NonDeterminismError,
+    RateLimitedError,
+)
 from agentstream.journal.base import StepKind, StepRecord, StepStatus
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.client import LLMClient
-from agentstream.llm.simulator import count_tokens
+from agentstream.llm.tokens import estimate_prompt_tokens
+from agentstream.llm.transcripts import compact_request
+from agentstream.llm.wire import chat_body
 from agentstream.middleware import (
     LLMCallInput,
     LLMCallOutput,
@@ -46,6 +54,7 @@ from agentstream.middleware import (
 
 if TYPE_CHECKING:
     from agentstream.journal.base import Store
+    from agentstream.llm.admission import RateLimitRetry
     from agentstream.llm.base import LLMProvider
 
 T = TypeVar("T")
@@ -98,10 +107,15 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 class Context:
     """What an agent's handler receives as ``ctx``.
 
+    A model call answered 429 is called again after the provider's ``Retry-After`` when the
+    app has admission control (``rate_limit_retry``): the wait is counted in
+    ``rate_limit_waits``, not as a failed attempt of the event.
+
     Attributes:
         event: The event being processed (identity, key, source message, payload).
         attempt: This processing attempt, from 1 (durable across restarts).
         llm: Journaled model calls (``await ctx.llm(...)``, ``ctx.llm.parse(...)``).
+        rate_limit_waits: 429 answers absorbed by waiting during this delivery.
     """
 
     def __init__(
@@ -116,6 +130,7 @@ class Context:
         provider: LLMProvider | None,
         middleware: MiddlewareStack,
         clock: Callable[[], float] = time.time,
+        rate_limit_retry: RateLimitRetry | None = None,
     ) -> None:
         self.event = event
         self.attempt = attempt
@@ -133,6 +148,8 @@ class Context:
         self.llm_calls = 0
         self.llm_calls_replayed = 0
         self.steps_replayed = 0
+        self.rate_limit_waits = 0
+        self._rate_limit_retry = rate_limit_retry
         self._spent_calls = sum(1 for s in recorded if s.kind == StepKind.LLM)
         self._spent_tokens = sum(int(s.meta.get("total_tokens", 0)) for s in recorded)
         self._spent_cost = sum(float(s.meta.get("cost_usd", 0.0)) for s in recorded)
@@ -360,35 +377,9 @@ class Context:
                 raise RuntimeError(
                     f"agent {self._spec.name!r} called ctx.llm but the app has no LLM provider"
                 )
-            estimate = count_tokens(str(request.messages))
-            self._check_budget(estimate)
-            if self._mw.wants(Middleware.before_llm_call):
-                await self._mw.before_llm_call(
-                    LLMCallInput(self._spec.name, self.event, seq, request, estimate)
-                )
-            started = time.monotonic()
-            response: LLMResponse | None = None
-            error: BaseException | None = None
-            try:
-                response = await self._provider.complete(
-                    request, step_key=f"{self._spec.name}/{self.identity}/{seq}"
-                )
-            except Exception as exc:
-                error = exc
-                raise
-            finally:
-                if self._mw.wants(Middleware.after_llm_call):
-                    await self._mw.after_llm_call(
-                        LLMCallOutput(
-                            self._spec.name,
-                            self.event,
-                            seq,
-                            request,
-                            response,
-                            error,
-                            time.monotonic() - started,
-                        )
-                    )
+            estimate = estimate_prompt_tokens(chat_body(request))
+            self._check_budget(estimate + (request.max_tokens or 0))
+            response = await self._call_provider(self._provider, request, seq, estimate)
             self.llm_calls += 1
             self._spent_calls += 1
             self._spent_tokens += response.usage.total_tokens
@@ -413,15 +404,61 @@ class Context:
                 "response_id": result.get("id"),
             }
 
+        compacted, blobs = compact_request(request.model_dump(mode="json"))
         value = await self._journaled(
             StepKind.LLM,
             name,
-            request.model_dump(mode="json"),
+            compacted,
             execute,
             meta=meta_of,
             fp=request.fingerprint(),
+            blobs=blobs,
         )
         return LLMResponse.model_validate(value)
+
+    async def _call_provider(
+        self, provider: LLMProvider, request: LLMRequest, seq: int, estimate: int
+    ) -> LLMResponse:
+        """One model call through the middleware; 429s absorbed by waiting when configured."""
+        step_key = f"{self._spec.name}/{self.identity}/{seq}"
+        retry = self._rate_limit_retry
+        waited = 0.0
+        while True:
+            if self._mw.wants(Middleware.before_llm_call):
+                await self._mw.before_llm_call(
+                    LLMCallInput(self._spec.name, self.event, seq, request, estimate)
+                )
+            started = time.monotonic()
+            response: LLMResponse | None = None
+            error: Exception | None = None
+            try:
+                response = await provider.complete(request, step_key=step_key)
+            except Exception as exc:
+                error = exc
+            finally:
+                if self._mw.wants(Middleware.after_llm_call):
+                    await self._mw.after_llm_call(
+                        LLMCallOutput(
+                            self._spec.name,
+                            self.event,
+                            seq,
+                            request,
+                            response,
+                            error,
+                            time.monotonic() - started,
+                        )
+                    )
+            if response is not None:
+                return response
+            assert error is not None
+            if retry is None or not isinstance(error, RateLimitedError):
+                raise error
+            delay = retry.delay(error)
+            if retry.max_wait_s is not None and waited + delay > retry.max_wait_s:
+                raise error
+            waited += delay
+            self.rate_limit_waits += 1
+            await asyncio.sleep(delay)
 
     def _input_hash(self) -> str:
         return hashlib.sha256(self.event.message.value).hexdigest()
@@ -452,6 +489,7 @@ class Context:
         *,
         meta: dict[str, Any] | Callable[[Any], dict[str, Any]],
         fp: str | None = None,
+        blobs: dict[str, str] | None = None,
     ) -> Any:
         seq = self._seq
         self._seq += 1
@@ -493,6 +531,8 @@ class Context:
             started_at=at,
             finished_at=self._clock(),
         )
+        if blobs:
+            await self._store.put_blobs(blobs)
         await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
         await self._after_step(seq, kind, name, False, started)
         return result

@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from agentstream.agent import AgentSpec
 from agentstream.codec import to_jsonable
@@ -29,8 +30,18 @@ from agentstream.context import Context
 from agentstream.deadletter import build_envelope, dead_letter_record, format_traceback
 from agentstream.event import Event, payload_hash
 from agentstream.failures import FailureClass, FencedError, classify, retry_after_hint
-from agentstream.journal.base import Claim, ClaimStatus, Completion, EventMeta, FailureRecord, Store
+from agentstream.journal.base import (
+    Claim,
+    ClaimStatus,
+    Completion,
+    EventMeta,
+    FailureRecord,
+    StepKind,
+    StepRecord,
+    Store,
+)
 from agentstream.llm.base import LLMProvider
+from agentstream.llm.transcripts import expand_steps
 from agentstream.middleware import (
     CompletedInput,
     DeadLetterInput,
@@ -40,6 +51,9 @@ from agentstream.middleware import (
     ProcessOutcome,
     RetryInput,
 )
+
+if TYPE_CHECKING:
+    from agentstream.llm.admission import RateLimitRetry
 
 log = logging.getLogger("agentstream.executor")
 
@@ -79,6 +93,8 @@ class Executor:
         lease_s: Claim lease; renewed while the handler runs.
         clock: Wall-clock seconds.
         rng: Randomness for backoff jitter.
+        rate_limit_retry: How model calls answered 429 are retried at the call site (None:
+            a 429 fails the attempt like any transient error).
     """
 
     def __init__(
@@ -93,6 +109,7 @@ class Executor:
         lease_s: float = 30.0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        rate_limit_retry: RateLimitRetry | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -103,6 +120,7 @@ class Executor:
         self.lease_s = lease_s
         self._clock = clock
         self._rng = rng or random.Random()
+        self._rate_limit_retry = rate_limit_retry
         self._claims: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[object]] = {}
         self._lost: set[str] = set()
@@ -221,6 +239,7 @@ class Executor:
                 provider=self.provider,
                 middleware=self.mw,
                 clock=self._clock,
+                rate_limit_retry=self._rate_limit_retry,
             )
             try:
                 result = await spec.handler(ctx, event.payload)
@@ -347,6 +366,7 @@ class Executor:
             failures=failures,
             steps=steps,
             issued_keys=ctx.issued_keys if ctx else (),
+            detail=await self._transcript(steps),
         )
         outputs = (
             [dead_letter_record(spec.dead_letter, event, envelope)] if spec.dead_letter else []
@@ -371,6 +391,31 @@ class Executor:
             await self.mw.on_dead_letter(
                 DeadLetterInput(spec.name, event, failure_class, error, dlq_id)
             )
+
+    async def _transcript(self, steps: list[StepRecord]) -> dict[str, Any] | None:
+        """The conversation of the event's last model call, for the dead-letter envelope.
+
+        Each model call's output is already in the envelope's ``llm_attempts``; the last
+        request's messages show what the agent saw, expanded from the content-addressed journal.
+        """
+        llm = [s for s in steps if s.kind == StepKind.LLM]
+        if not llm:
+            return None
+        try:
+            last = (await expand_steps(self.store, llm[-1:]))[0]
+        except KeyError:
+            return None
+        request = last.request if isinstance(last.request, dict) else {}
+        return {
+            "transcript": {
+                "seq": last.seq,
+                "name": last.name,
+                "model": request.get("model"),
+                "messages": request.get("messages"),
+                "tools": request.get("tools"),
+                "response_format": request.get("response_format"),
+            }
+        }
 
     async def _release_quietly(self, identity: str, epoch: int) -> None:
         try:
