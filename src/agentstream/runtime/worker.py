@@ -240,7 +240,10 @@ class AgentWorker:
             except Exception:
                 log.exception("agent %s: lease renewal failed", self.spec.name)
                 continue
+            current = dict(self.executor.claims())
             for identity in lost:
+                if current.get(identity) != dict(claims).get(identity):
+                    continue  # finished (or re-claimed) while the renewal ran: not lost
                 log.warning(
                     "agent %s: claim on %s lost; stopping its handler", self.spec.name, identity
                 )
