@@ -8,9 +8,9 @@ first message.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import json
-import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,11 +156,16 @@ class AgentSpec:
         return _validate(target, value)
 
 
+@functools.lru_cache(maxsize=256)
+def _adapter(target: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(target)
+
+
 def _validate(target: Any, value: bytes) -> Any:
     try:
         if isinstance(target, type) and issubclass(target, BaseModel):
             return target.model_validate_json(value)
-        return pydantic.TypeAdapter(target).validate_json(value)
+        return _adapter(target).validate_json(value)
     except pydantic.ValidationError as exc:
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             raise UndecodablePayload(
@@ -171,18 +176,31 @@ def _validate(target: Any, value: bytes) -> Any:
 
 
 def input_type_of(handler: Handler) -> Any:
-    """The annotated type of a handler's second parameter (the payload), or None."""
+    """The annotated type of a handler's second parameter (the payload), or None.
+
+    Raises:
+        ConfigurationError: The annotation names something that cannot be resolved (for
+            example a class imported inside a function); decoding as plain JSON instead would
+            silently change the agent's input.
+    """
     params = list(inspect.signature(handler).parameters.values())
     if len(params) < 2:
         raise ConfigurationError(
             f"handler {handler.__name__} must take (ctx, payload); it takes {len(params)} "
             "parameter(s)"
         )
+    annotation = params[1].annotation
+    if annotation is inspect.Parameter.empty:
+        return None
+    if not isinstance(annotation, str):
+        return annotation
     try:
-        hints = typing.get_type_hints(handler)
-    except (NameError, TypeError):
-        hints = {}
-    return hints.get(params[1].name)
+        return eval(annotation, handler.__globals__, {})
+    except Exception as exc:
+        raise ConfigurationError(
+            f"handler {handler.__name__}: cannot resolve the payload annotation {annotation!r} "
+            f"({exc}); define it at module level or pass input_type= to @app.agent"
+        ) from exc
 
 
 def is_poison(exc: BaseException) -> bool:

@@ -34,6 +34,23 @@ class RuntimeConfig(BaseModel):
     )
     heartbeat_s: float = Field(1.0, gt=0, description="Embedded log: membership refresh period.")
     partitions: int = Field(8, ge=1, description="Embedded log: partitions of new topics.")
+    lag_interval_s: float = Field(
+        5.0, gt=0, description="How often consumer lag is measured for on_poll middleware."
+    )
+    park_sweep_s: float = Field(
+        1.0, gt=0, description="Strict ordering: how often released parked events are resumed."
+    )
+    retention_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="Journal retention: completed history older than this may be pruned.",
+    )
+    broker_retention_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="How long the broker can redeliver a message (Kafka retention.ms, the SQS "
+        "retention period); pruning never goes below it, so dedup still recognises every event.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RuntimeConfig:

@@ -24,7 +24,7 @@ import typing
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pydantic
 
@@ -36,6 +36,7 @@ from agentstream.failures import (
     EffectOutcomeUnknown,
     NonDeterminismError,
     RateLimitedError,
+    StepNotRecorded,
 )
 from agentstream.journal.base import StepKind, StepRecord, StepStatus
 from agentstream.llm.base import LLMRequest, LLMResponse
@@ -53,7 +54,7 @@ from agentstream.middleware import (
 )
 
 if TYPE_CHECKING:
-    from agentstream.journal.base import Store
+    from agentstream.journal.base import EventJournal
     from agentstream.llm.admission import RateLimitRetry
     from agentstream.llm.base import LLMProvider
 
@@ -62,6 +63,28 @@ T = TypeVar("T")
 EVENT_ID_HEADER = "agentstream-event-id"
 OUTPUT_ID_HEADER = "agentstream-output-id"
 AGENT_HEADER = "agentstream-agent"
+
+
+class RecordedAnswers(Protocol):
+    """Replay's source of answers for steps that have no record at their position.
+
+    Live runs have none. Recorded replay answers nothing and executes nothing; shadow replay
+    answers a step from the live journal when one with the same kind, name and request
+    fingerprint was recorded, lets unanswered model calls and plain steps execute, and never
+    executes an effect: an unanswered effect is suppressed and returns None.
+    """
+
+    def answer(self, kind: StepKind, name: str, fingerprint: str) -> StepRecord | None:
+        """A recorded step with this request, not used before in this event, if any."""
+        ...
+
+    def may_execute(self, kind: StepKind) -> bool:
+        """Whether an unanswered model call or plain step may run."""
+        ...
+
+    def unanswered_effect(self, name: str) -> None:
+        """An effect has no recorded answer: raise to fail the replay, return to suppress it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,16 +146,18 @@ class Context:
         *,
         spec: AgentSpec,
         event: Event,
-        store: Store,
+        store: EventJournal,
         epoch: int,
         attempt: int,
         recorded: tuple[StepRecord, ...],
         provider: LLMProvider | None,
         middleware: MiddlewareStack,
         clock: Callable[[], float] = time.time,
+        answers: RecordedAnswers | None = None,
         rate_limit_retry: RateLimitRetry | None = None,
     ) -> None:
         self.event = event
+        self._answers = answers
         self.attempt = attempt
         self._spec = spec
         self._store = store
@@ -204,8 +229,11 @@ class Context:
         raw_key = key.encode() if isinstance(key, str) else key
         self._emitted.append(Emitted(value, topic, raw_key, headers_from_mapping(headers)))
 
-    def outputs(self, result: Any) -> list[OutgoingRecord]:
-        """Outgoing records for emitted values plus the handler's return value."""
+    def outputs(self, result: Any, extra_headers: Headers = ()) -> list[OutgoingRecord]:
+        """Outgoing records for emitted values plus the handler's return value.
+
+        ``extra_headers`` (from middleware, e.g. trace context) go on every record, last.
+        """
         items = list(self._emitted)
         if result is not None:
             items.append(Emitted(result, None, None, ()))
@@ -220,6 +248,7 @@ class Context:
                 (OUTPUT_ID_HEADER, output_id.encode()),
                 (AGENT_HEADER, self._spec.name.encode()),
                 *item.headers,
+                *extra_headers,
             )
             records.append(
                 OutgoingRecord(
@@ -299,6 +328,11 @@ class Context:
                 new_fingerprint=fp,
             )
         result: Any
+        if rec is None and self._answers is not None:
+            answered, value = await self._answer_effect(seq, name, fp, request, idem_key, started)
+            if not answered:  # shadow replay: the effect is suppressed, never executed
+                return None  # type: ignore[return-value]
+            return value if adapter is None else adapter.validate_python(value)  # type: ignore[no-any-return]
         if rec is not None and rec.status == StepStatus.DONE:
             result, replayed = rec.result, True
             self.steps_replayed += 1
@@ -517,6 +551,8 @@ class Context:
                     self.llm_calls_replayed += 1
                 await self._after_step(seq, kind, name, True, started)
                 return rec.result
+        elif self._answers is not None:
+            return await self._answered(seq, kind, name, request, fp, meta, started, execute, blobs)
         at = self._clock()
         result = to_jsonable(await execute())
         record = StepRecord(
@@ -535,6 +571,82 @@ class Context:
             await self._store.put_blobs(blobs)
         await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
         await self._after_step(seq, kind, name, False, started)
+        return result
+
+    async def _answer_effect(
+        self, seq: int, name: str, fp: str, request: Any, idem_key: str, started: float
+    ) -> tuple[bool, Any]:
+        """Replay: answer an effect from the recorded journal, or suppress it."""
+        assert self._answers is not None
+        found = self._answers.answer(StepKind.EFFECT, name, fp)
+        if found is not None and found.status != StepStatus.DONE:
+            found = None
+        if found is None:
+            self._answers.unanswered_effect(name)
+        record = StepRecord(
+            seq=seq,
+            kind=StepKind.EFFECT,
+            name=name,
+            fingerprint=fp,
+            status=StepStatus.DONE,
+            request=request,
+            result=None if found is None else found.result,
+            idempotency_key=idem_key,
+            meta={"suppressed": True} if found is None else {"answered_from": found.seq},
+            started_at=self._clock(),
+            finished_at=self._clock(),
+        )
+        await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
+        if found is not None:
+            self.steps_replayed += 1
+        await self._after_step(seq, StepKind.EFFECT, name, True, started)
+        return found is not None, record.result
+
+    async def _answered(
+        self,
+        seq: int,
+        kind: StepKind,
+        name: str,
+        request: Any,
+        fp: str,
+        meta: dict[str, Any] | Callable[[Any], dict[str, Any]],
+        started: float,
+        execute: Callable[[], Awaitable[Any]],
+        blobs: dict[str, str] | None = None,
+    ) -> Any:
+        """Replay: a step with no record at its position, answered or executed per policy."""
+        assert self._answers is not None
+        found = self._answers.answer(kind, name, fp)
+        if found is None and not self._answers.may_execute(kind):
+            raise StepNotRecorded(
+                f"replay: step {seq} {kind} {name!r} (fingerprint {fp[:12]}) has no recorded "
+                "answer, and this replay executes nothing"
+            )
+        at = self._clock()
+        if found is not None:
+            result = found.result
+            step_meta = {**found.meta, "answered_from": found.seq}
+            self.steps_replayed += 1
+            self.llm_calls_replayed += kind == StepKind.LLM
+        else:
+            result = to_jsonable(await execute())
+            step_meta = meta(result) if callable(meta) else meta
+        record = StepRecord(
+            seq=seq,
+            kind=kind,
+            name=name,
+            fingerprint=fp,
+            status=StepStatus.DONE,
+            request=request,
+            result=result,
+            meta=step_meta,
+            started_at=at,
+            finished_at=self._clock(),
+        )
+        if blobs:
+            await self._store.put_blobs(blobs)
+        await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
+        await self._after_step(seq, kind, name, found is not None, started)
         return result
 
     async def _report_mismatch(

@@ -21,6 +21,7 @@ from typing import Any
 
 from agentstream.agent import AgentSpec
 from agentstream.event import Event, Headers, OutgoingRecord
+from agentstream.failures import NonDeterminismError
 from agentstream.journal.base import FailureRecord, StepKind, StepRecord, StepStatus
 
 DLQ_HEADER_PREFIX = "agentstream-dlq-"
@@ -45,10 +46,22 @@ def build_envelope(
     steps: Sequence[StepRecord],
     issued_keys: Sequence[str] = (),
     detail: dict[str, Any] | None = None,
+    epoch: int = 0,
 ) -> dict[str, Any]:
-    """Assemble the dead-letter envelope of an event."""
+    """Assemble the dead-letter envelope of an event.
+
+    ``epoch`` is the claim epoch that dead-lettered it: unlike the attempt count, which a
+    redrive resets, it never repeats for an event, so it tells its dead letters apart.
+    """
     msg = event.message
     now = time.time()
+    detail = dict(detail or {})
+    if isinstance(error, NonDeterminismError):
+        detail["nondeterminism"] = {
+            "seq": error.seq,
+            "recorded_fingerprint": error.recorded_fingerprint,
+            "new_fingerprint": error.new_fingerprint,
+        }
     llm_steps = [s for s in steps if s.kind == StepKind.LLM]
     effects = [s for s in steps if s.kind == StepKind.EFFECT]
     times = [f.at for f in failures] or [now]
@@ -86,6 +99,7 @@ def build_envelope(
             "message": "" if error is None else str(error),
             "traceback": format_traceback(error),
         },
+        "epoch": epoch,
         "attempts": attempts,
         "first_failure_at": min(times),
         "last_failure_at": max(times),
@@ -137,7 +151,7 @@ def build_envelope(
         "idempotency_keys": keys,
         "tokens": sum(int(s.meta.get("total_tokens", 0)) for s in llm_steps),
         "cost_usd": round(sum(float(s.meta.get("cost_usd", 0.0)) for s in llm_steps), 8),
-        "detail": detail or {},
+        "detail": detail,
         "created_at": now,
     }
 
@@ -182,5 +196,8 @@ def dead_letter_record(
         key=msg.key,
         value=msg.value,
         headers=headers,
-        dedupe_id=f"dlq:{envelope['agent']}:{event.identity}:{envelope['attempts']}",
+        dedupe_id=(
+            f"dlq:{envelope['agent']}:{event.identity}:"
+            f"{envelope.get('epoch') or envelope['attempts']}"
+        ),
     )

@@ -113,6 +113,8 @@ class Event:
         decode_error: Why decoding failed, when it did (the event is poison).
         version: Entity version for stale-event detection, when configured.
         identity_source: Where the identity came from: ``header``, ``payload`` or ``coordinates``.
+        parked_id: Set when the event comes back from the journal's parking (strict ordering),
+            not from the transport; its delivery was acknowledged when it was parked.
     """
 
     message: Message
@@ -123,6 +125,7 @@ class Event:
     version: int | None = None
     identity_source: str = "header"
     extra: dict[str, Any] = field(default_factory=dict)
+    parked_id: int | None = None
 
     @property
     def tp(self) -> TopicPartition:

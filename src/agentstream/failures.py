@@ -21,6 +21,7 @@ to do by class, never by inspecting a driver's exception::
     ├── BudgetExceededError       a per-event ceiling on calls, tokens or cost was hit
     ├── NonDeterminismError       a journaled step's request differs from the recorded one
     ├── EffectOutcomeUnknown      an effect started, the worker died, nothing can reconcile it
+    ├── StepNotRecorded           a recorded replay needed a step the journal does not have
     ├── FencedError               this worker's claim has moved on (zombie write rejected)
     └── ConfigurationError        the application is wired wrongly
 """
@@ -147,6 +148,12 @@ class EffectOutcomeUnknown(AgentStreamError):
     """An effect was started, its result never recorded, and nothing can reconcile it."""
 
     failure_class = FailureClass.EFFECT_UNKNOWN
+
+
+class StepNotRecorded(AgentStreamError):
+    """A recorded replay reached a step with no recorded answer (the code diverged)."""
+
+    failure_class = FailureClass.NONDETERMINISM
 
 
 class FencedError(AgentStreamError):

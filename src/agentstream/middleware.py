@@ -2,20 +2,21 @@
 
 A middleware subclasses :class:`Middleware` and overrides the hooks it needs; every hook takes
 one frozen ``*Input`` dataclass, so fields can be added without breaking subclasses. Hooks named
-``before_*`` run in list order, ``after_*``/``on_*`` in reverse order. A ``before_*`` hook vetoes
-work by raising (for example :class:`~agentstream.failures.BudgetExceededError` from
-``before_llm_call``). The stack only calls hooks a middleware actually overrides, so an unused
-hook costs nothing on the hot path.
+``before_*`` run in list order, ``after_*``/``on_*`` in reverse order; ``output_headers``
+answers are concatenated in list order. A ``before_*`` hook vetoes work by raising (for
+example :class:`~agentstream.failures.BudgetExceededError` from ``before_llm_call``). The
+stack only calls hooks a middleware actually overrides, so an unused hook costs nothing on the
+hot path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agentstream.event import Event
+    from agentstream.event import Event, Headers, TopicPartition
     from agentstream.llm.base import LLMRequest, LLMResponse
 
 
@@ -151,6 +152,17 @@ class PollInput:
     buffered: int
     in_flight: int
     paused: bool
+    lag: Mapping[TopicPartition, int | None] | None = None
+    """Uncommitted messages per owned partition, refreshed every ``lag_interval_s``."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputsInput:
+    """An event about to complete with ``outputs`` records (asked for extra output headers)."""
+
+    agent: str
+    event: Event
+    outputs: int
 
 
 class Middleware:
@@ -192,8 +204,12 @@ class Middleware:
     async def on_poll(self, inp: PollInput) -> None:
         """The poll loop fetched a batch (or nothing)."""
 
+    async def output_headers(self, inp: OutputsInput) -> Headers:
+        """Headers to add to every output of the event (trace context, for example)."""
+        return ()
 
-_Hook = Callable[[Middleware, Any], Awaitable[None]]
+
+_Hook = Callable[[Middleware, Any], Awaitable[Any]]
 
 
 def _overrides(mw: Middleware, base: _Hook) -> bool:
@@ -213,6 +229,7 @@ _HOOKS: tuple[_Hook, ...] = (
     Middleware.after_complete,
     Middleware.on_nondeterminism,
     Middleware.on_poll,
+    Middleware.output_headers,
 )
 
 
@@ -325,3 +342,10 @@ class MiddlewareStack:
         """Dispatch ``on_poll``."""
         for m in self._order(Middleware.on_poll, True):
             await m.on_poll(inp)
+
+    async def output_headers(self, inp: OutputsInput) -> Headers:
+        """Dispatch ``output_headers``: every answer, in list order."""
+        out: list[tuple[str, bytes]] = []
+        for m in self._order(Middleware.output_headers, False):
+            out.extend(await m.output_headers(inp))
+        return tuple(out)

@@ -2,8 +2,7 @@
 
 SQLite calls block, so none runs on the event loop: coroutines hand a function to the database
 thread and await its result. Writes that queue up while a transaction is running are committed
-together in the next one (group commit), each inside its own savepoint so that one failing
-write (a fenced claim, say) rolls back alone. A write's future resolves only after its
+together in the next one (group commit). A write's future resolves only after its
 transaction has committed, so "awaited" always means "durable".
 
 The WAL journal mode lets several processes (worker processes, the CLI) share one file; with
@@ -12,6 +11,10 @@ though not a power cut; pass ``synchronous="FULL"`` for that.
 
 We do not use aiosqlite: it runs one statement per thread hop and cannot batch the commits of
 independent coroutines, which is where the journal's throughput comes from.
+
+A write function must raise, if at all, before its first write (the journal's fence checks come
+first); if one ever raises after writing, the whole batch is rolled back and each op re-run in a
+transaction of its own, so a failed op never leaves partial writes behind.
 """
 
 from __future__ import annotations
@@ -171,26 +174,44 @@ class SqliteDatabase:
             return (op.future, None, exc)
 
     def _run_writes(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+        # Write functions raise only before they write (a fence check is their first
+        # statement), so one transaction serves the whole batch. Should one fail after writing
+        # something, the batch is rolled back and every op is run again in a transaction of its
+        # own, so no op ever commits another's partial work.
+        results = self._transaction(conn, ops)
+        if isinstance(results, BaseException):
+            if len(ops) == 1:
+                self._deliver([(ops[0].future, None, results)])
+            else:
+                for op in ops:
+                    self._run_writes(conn, [op])
+            return
+        self._deliver(results)
+
+    def _transaction(
+        self, conn: sqlite3.Connection, ops: list[_Op]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]] | BaseException:
+        """Run ops in one transaction; an op's error if it failed after writing (rolled back)."""
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            self._deliver([(op.future, None, exc) for op in ops])
-            return
+            return [(op.future, None, exc) for op in ops]
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         for op in ops:
-            conn.execute("SAVEPOINT op")
+            before = conn.total_changes
             outcome = self._call(conn, op)
-            if outcome[2] is not None:
-                conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
+            if outcome[2] is not None and conn.total_changes != before:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                return outcome[2]
             results.append(outcome)
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            results = [(fut, None, exc) for fut, _, _ in results]
-        self._deliver(results)
+            return [(fut, None, exc) for fut, _, _ in results]
+        return results
 
     @staticmethod
     def _deliver(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

@@ -1,7 +1,8 @@
 """Test support shipped with the package: run an App in-process and wait for it to drain.
 
 Everything here drives the real runtime against real backends (the embedded log and SQLite
-journal by default); nothing is mocked::
+journal by default); nothing is mocked. ``run_agent`` delivers one payload to one agent through
+the real executor (no transport), for unit tests of an agent; ``AppHarness`` runs whole apps::
 
     async with AppHarness(app) as h:
         await h.produce("tickets", [ticket.model_dump_json() for ticket in tickets])
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -21,6 +23,9 @@ from agentstream.app import App
 from agentstream.backends import Backends, scheme_of, sqlite_path
 from agentstream.codec import encode_value
 from agentstream.event import Message, OutgoingRecord, headers_from_mapping
+from agentstream.journal.base import StepRecord
+from agentstream.runtime.executor import Executor
+from agentstream.runtime.intake import interpret
 from agentstream.runtime.worker import AgentWorker
 from agentstream.transports.embedded import read_topic
 
@@ -142,3 +147,69 @@ class AppHarness:
         if scheme_of(self.app.broker_url) != "sqlite":
             raise NotImplementedError("AppHarness.read supports the embedded log only")
         return read_topic(sqlite_path(self.app.broker_url), topic)
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """What one delivery of one event did (see :func:`run_agent`)."""
+
+    outcome: str
+    state: str | None
+    result: Any
+    steps: list[StepRecord]
+    dead_letter: dict[str, Any] | None
+
+
+async def run_agent(
+    app: App,
+    agent: str,
+    payload: Any,
+    *,
+    key: str | bytes | None = None,
+    headers: dict[str, str | bytes] | None = None,
+    offset: int = 0,
+) -> AgentRun:
+    """Deliver one payload to one agent through the real executor, without a transport.
+
+    The event goes through the same intake, claim, journaled context and completion as in a
+    running worker, against the app's journal; call it twice with the same payload to see a
+    duplicate answered from the journal. Useful for unit tests of an agent.
+    """
+    spec = app.select([agent])[0]
+    message = Message(
+        topic=spec.source,
+        partition=0,
+        offset=offset,
+        key=key.encode() if isinstance(key, str) else key,
+        value=encode_value(payload),
+        headers=headers_from_mapping(headers),
+    )
+    event = interpret(spec, message)
+    store = app.backends().store()
+    await store.open()
+    try:
+        executor = Executor(
+            spec,
+            store,
+            app.provider(),
+            app.middleware,
+            owner="run_agent",
+            group=app.group_of(spec),
+            lease_s=app.config.lease_s,
+        )
+        outcome = await executor.process(event)
+        record = await store.get_event(spec.name, event.identity)
+        letters = [
+            d
+            for d in await store.dead_letters(agent=spec.name, limit=1000)
+            if d.event_id == event.identity
+        ]
+        return AgentRun(
+            outcome=outcome.outcome,
+            state=None if record is None else str(record.state),
+            result=None if record is None else record.result,
+            steps=await store.steps(spec.name, event.identity),
+            dead_letter=letters[0].envelope if letters else None,
+        )
+    finally:
+        await store.close()

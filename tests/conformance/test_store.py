@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
-from agentstream.event import OutgoingRecord
+from agentstream.event import Message, OutgoingRecord
 from agentstream.failures import FencedError
 from agentstream.journal.base import (
     ClaimStatus,
@@ -14,9 +15,13 @@ from agentstream.journal.base import (
     EventMeta,
     EventState,
     FailureRecord,
+    RedriveMode,
+    ShadowResult,
+    ShadowRun,
     StepKind,
     StepRecord,
     StepStatus,
+    Store,
 )
 from tests.conformance.conftest import FakeClock
 
@@ -242,6 +247,274 @@ async def test_events_are_listed_and_counted_per_agent(make_store):
     assert (await store.counts())["completed"] == 2
 
 
+def message(offset: int, value: bytes = b'{"n": 1}') -> Message:
+    return Message(
+        topic="tickets",
+        partition=3,
+        offset=offset,
+        key=b"customer-1",
+        value=value,
+        headers=(("id", f"e{offset}".encode()), ("bin", b"\x00\xff")),
+        timestamp_ms=1000 + offset,
+    )
+
+
+async def kill(store: Store, event_id: str, *, key: str = "customer-1") -> int:
+    meta = dataclasses.replace(META, key=key) if key != META.key else META
+    claim = await store.claim("a", event_id, owner="w", lease_s=5, meta=meta)
+    await store.write_step("a", event_id, claim.epoch, step(0, result="recorded"))
+    return await store.dead_letter(
+        "a", event_id, claim.epoch, failure_class="agent_error", envelope={"n": event_id}
+    )
+
+
+async def test_the_first_claim_journals_the_source_message_byte_for_byte(make_store):
+    store = await make_store(FakeClock())
+    msg = dataclasses.replace(message(42, b"\x00raw\xffbytes"), timestamp_ms=META.timestamp_ms)
+    meta = dataclasses.replace(META, message=msg)
+    await store.claim("a", "e1", owner="w", lease_s=5, meta=meta)
+    record = await store.get_event("a", "e1")
+    assert record is not None and record.message == msg
+    assert record.identity_source == "header"
+
+
+async def test_events_are_filtered_by_key_time_offsets_and_ids_oldest_first(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    for n in range(5):
+        meta = dataclasses.replace(META, offset=n, key=f"k{n % 2}")
+        await store.claim("a", f"e{n}", owner="w", lease_s=5, meta=meta)
+        clock.advance(10)
+    start = clock.now - 50
+    ids = lambda events: [e.event_id for e in events]  # noqa: E731
+    assert ids(await store.list_events(agent="a", oldest_first=True, limit=None)) == [
+        "e0",
+        "e1",
+        "e2",
+        "e3",
+        "e4",
+    ]
+    assert ids(await store.list_events(agent="a", key="k1", oldest_first=True)) == ["e1", "e3"]
+    assert ids(
+        await store.list_events(agent="a", since=start + 10, until=start + 30, oldest_first=True)
+    ) == ["e1", "e2"]
+    assert ids(
+        await store.list_events(agent="a", offset_from=3, offset_to=4, oldest_first=True)
+    ) == ["e3", "e4"]
+    assert ids(await store.list_events(agent="a", event_ids=["e4", "e0"], oldest_first=True)) == [
+        "e0",
+        "e4",
+    ]
+    assert ids(await store.list_events(agent="a", topic="other")) == []
+
+
+async def test_dead_letters_are_filtered_and_fetched_by_id(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    first = await kill(store, "e1")
+    clock.advance(100)
+    second = await kill(store, "e2", key="other")
+    assert [d.id for d in await store.dead_letters(agent="a")] == [second, first]
+    assert [d.id for d in await store.dead_letters(key="other")] == [second]
+    assert [
+        d.id for d in await store.dead_letters(failure_class="agent_error", since=clock.now)
+    ] == [second]
+    assert [d.id for d in await store.dead_letters(until=clock.now)] == [first]
+    assert await store.dead_letters(failure_class="semantic") == []
+    letter = await store.get_dead_letter(first)
+    assert letter is not None and letter.envelope == {"n": "e1"} and letter.status == "dead"
+    assert await store.get_dead_letter(first + second + 100) is None
+
+
+async def test_a_resume_redrive_resets_attempts_keeps_steps_and_queues_the_republish(make_store):
+    store = await make_store(FakeClock())
+    dlq_id = await kill(store, "e1")
+    republish = OutgoingRecord("tickets", b"customer-1", b"orig", (("h", b"1"),), "redrive:1")
+    assert await store.redrive("a", "e1", mode=RedriveMode.RESUME, republish=[republish])
+    letter = await store.get_dead_letter(dlq_id)
+    assert letter is not None and letter.status == "redriven"
+    assert republish in [r.record for r in await store.outbox("a", "e1")]
+    claim = await store.claim("a", "e1", owner="w2", lease_s=5, meta=META)
+    assert (claim.status, claim.attempts) == (ClaimStatus.CLAIMED, 1)
+    assert [s.result for s in claim.steps] == ["recorded"]
+    await store.complete("a", "e1", claim.epoch, Completion(result="fixed"))
+    letter = await store.get_dead_letter(dlq_id)
+    assert letter is not None and letter.status == "resolved"
+
+
+async def test_a_fresh_redrive_forgets_the_recorded_steps(make_store):
+    store = await make_store(FakeClock())
+    await kill(store, "e1")
+    assert await store.redrive("a", "e1", mode=RedriveMode.FRESH)
+    claim = await store.claim("a", "e1", owner="w2", lease_s=5, meta=META)
+    assert (claim.status, claim.steps) == (ClaimStatus.CLAIMED, ())
+
+
+async def test_redriving_an_event_that_is_not_dead_changes_nothing(make_store):
+    store = await make_store(FakeClock())
+    claim = await store.claim("a", "done", owner="w", lease_s=5, meta=META)
+    await store.complete("a", "done", claim.epoch, Completion(result="kept"))
+    rec = OutgoingRecord("tickets", None, b"x", (), "redrive:x")
+    assert not await store.redrive("a", "done", mode=RedriveMode.FRESH, republish=[rec])
+    assert not await store.redrive("a", "missing", mode=RedriveMode.RESUME)
+    record = await store.get_event("a", "done")
+    assert record is not None and (record.state, record.result) == (EventState.COMPLETED, "kept")
+    assert await store.outbox("a", "done") == []
+    await kill(store, "e1")
+    assert await store.redrive("a", "e1", mode=RedriveMode.RESUME)
+    assert not await store.redrive("a", "e1", mode=RedriveMode.RESUME)  # a second redrive races
+
+
+async def test_a_redriven_event_that_fails_again_supersedes_its_old_dead_letter(make_store):
+    store = await make_store(FakeClock())
+    first = await kill(store, "e1")
+    await store.redrive("a", "e1", mode=RedriveMode.RESUME)
+    second = await kill(store, "e1")
+    statuses = {d.id: d.status for d in await store.dead_letters(agent="a")}
+    assert statuses == {first: "superseded", second: "dead"}
+
+
+async def test_later_events_of_a_blocked_key_are_parked_in_order_until_redrive(make_store):
+    store = await make_store(FakeClock())
+    assert not await store.park("a", "early", "customer-1", message(1))
+    await kill(store, "e1")
+    assert await store.blocked_by("a", "customer-1") == "e1"
+    assert await store.blocked_by("a", "other") is None
+    assert await store.park("a", "e2", "customer-1", message(2))
+    assert await store.park("a", "e3", "customer-1", message(3))
+    assert await store.park("a", "e2", "customer-1", message(2))  # redelivered: one row
+    assert not await store.park("a", "e1", "customer-1", message(1))  # the blocker itself
+    assert not await store.park("a", "x", "other", message(9))
+    parked = await store.parked("a", key="customer-1")
+    assert [(p.event_id, p.message) for p in parked] == [("e2", message(2)), ("e3", message(3))]
+    assert await store.parked("a", releasable=True) == []
+    assert (await store.counts("a"))["parked"] == 2
+    await store.redrive("a", "e1", mode=RedriveMode.RESUME)
+    assert await store.blocked_by("a", "customer-1") == "e1"  # until the redrive completes
+    assert await store.parked("a", releasable=True) == []
+    claim = await store.claim("a", "e1", owner="w", lease_s=5, meta=META)
+    await store.complete("a", "e1", claim.epoch, Completion())
+    assert await store.blocked_by("a", "customer-1") is None
+    released = await store.parked("a", releasable=True)
+    assert [p.event_id for p in released] == ["e2", "e3"]
+    # while parked events remain, newcomers queue behind them
+    assert await store.park("a", "e4", "customer-1", message(4))
+    await store.unpark("a", released[0].id)
+    assert [p.event_id for p in await store.parked("a", key="customer-1")] == ["e3", "e4"]
+
+
+async def test_discarding_a_dead_letter_releases_its_key(make_store):
+    store = await make_store(FakeClock())
+    dlq_id = await kill(store, "e1")
+    await store.park("a", "e2", "customer-1", message(2))
+    assert await store.discard("a", "e1")
+    assert not await store.discard("a", "e1")
+    letter = await store.get_dead_letter(dlq_id)
+    assert letter is not None and letter.status == "discarded"
+    record = await store.get_event("a", "e1")
+    assert record is not None and record.state == EventState.DEAD
+    assert [p.event_id for p in await store.parked("a", releasable=True)] == ["e2"]
+
+
+async def test_prune_deletes_only_finished_history_older_than_the_horizon(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    old = await store.claim("a", "old", owner="w", lease_s=5, meta=META)
+    await store.write_step("a", "old", old.epoch, step(0))
+    out = OutgoingRecord("out", None, b"v", (), "a:old:0")
+    await store.complete("a", "old", old.epoch, Completion(outputs=[out]))
+    unpublished = await store.claim("a", "unpublished", owner="w", lease_s=5, meta=META)
+    out2 = OutgoingRecord("out", None, b"v", (), "a:unpublished:0")
+    await store.complete("a", "unpublished", unpublished.epoch, Completion(outputs=[out2]))
+    rows = await store.claim_outbox("r", limit=10, lease_s=5)
+    await store.mark_published([r.id for r in rows if r.record.dedupe_id == "a:old:0"])
+    await kill(store, "dead")
+    closed = await kill(store, "closed", key="k2")
+    await store.discard("a", "closed")
+    await store.save_shadow_run(ShadowRun("run-old", "a", "cand:app", clock.now))
+    clock.advance(1000)
+    recent = await store.claim("a", "recent", owner="w", lease_s=5, meta=META)
+    await store.complete("a", "recent", recent.epoch, Completion())
+    deleted = await store.prune(before=clock.now - 500)
+    assert deleted["events"] == 1 and deleted["steps"] == 1 and deleted["outbox"] == 1
+    assert deleted["dead_letters"] == 1 and deleted["shadow_runs"] == 1
+    assert await store.get_event("a", "old") is None
+    for kept in ("unpublished", "dead", "closed", "recent"):
+        assert await store.get_event("a", kept) is not None, kept
+    assert await store.get_dead_letter(closed) is None
+    assert [d.event_id for d in await store.dead_letters(agent="a")] == ["dead"]
+    # a pruned event is new to the journal again: prune only past the broker's horizon
+    assert (
+        await store.claim("a", "recent", owner="w", lease_s=5, meta=META)
+    ).status == ClaimStatus.COMPLETED
+
+
+async def test_shadow_runs_and_results_are_stored_under_their_run_id(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    run = ShadowRun("run-1", "a", "cand:app", clock.now)
+    await store.save_shadow_run(run)
+    await store.write_shadow_results(
+        [ShadowResult("run-1", "e2", {"same": False}), ShadowResult("run-1", "e1", {"same": True})]
+    )
+    await store.write_shadow_results([ShadowResult("run-1", "e2", {"same": True, "v": 2})])
+    finished = ShadowRun("run-1", "a", "cand:app", run.created_at, clock.now + 5, {"rate": 0.5})
+    await store.save_shadow_run(finished)
+    assert await store.shadow_runs(run_id="run-1") == [finished]
+    assert [(r.event_id, r.report) for r in await store.shadow_results("run-1")] == [
+        ("e2", {"same": True, "v": 2}),
+        ("e1", {"same": True}),
+    ]
+    assert await store.shadow_results("other") == []
+    assert await store.list_events() == []  # nothing live was touched
+
+
+async def test_deliveries_count_grants_and_duplicates_but_not_busy_rechecks(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    claim = await store.claim("a", "e1", owner="w1", lease_s=5, meta=META)
+    for _ in range(3):
+        assert (
+            await store.claim("a", "e1", owner="w2", lease_s=5, meta=META)
+        ).status == ClaimStatus.BUSY
+    await store.complete("a", "e1", claim.epoch, Completion())
+    await store.claim("a", "e1", owner="w2", lease_s=5, meta=META)
+    record = await store.get_event("a", "e1")
+    assert record is not None and record.deliveries == 2
+
+
+async def test_claim_many_answers_in_order_and_grants_a_repeated_id_once(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    done = await store.claim("a", "done", owner="w", lease_s=5, meta=META)
+    await store.complete("a", "done", done.epoch, Completion())
+    answers = await store.claim_many(
+        "a", [("new", META), ("done", META), ("new", META), ("other", META)], owner="w", lease_s=5
+    )
+    assert [a.status for a in answers] == [
+        ClaimStatus.CLAIMED,
+        ClaimStatus.COMPLETED,
+        ClaimStatus.BUSY,
+        ClaimStatus.CLAIMED,
+    ]
+
+
+async def test_complete_many_fences_each_item_on_its_own(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    good = await store.claim("a", "good", owner="w", lease_s=5, meta=META)
+    stale = await store.claim("a", "stale", owner="w", lease_s=5, meta=META)
+    clock.advance(6)
+    await store.claim("a", "stale", owner="w2", lease_s=5, meta=META)
+    errors = await store.complete_many(
+        "a",
+        [("good", good.epoch, Completion(result=1)), ("stale", stale.epoch, Completion(result=2))],
+    )
+    assert errors[0] is None and isinstance(errors[1], FencedError)
+    assert (await store.get_event("a", "good")).state == EventState.COMPLETED
+    assert (await store.get_event("a", "stale")).state == EventState.CLAIMED
+
+
 async def test_blobs_are_stored_once_by_digest_and_read_back_exactly(make_store):
     clock = FakeClock()
     store = await make_store(clock)
@@ -258,3 +531,35 @@ async def test_blobs_are_stored_once_by_digest_and_read_back_exactly(make_store)
     many = {f"sha256:{i:04d}": f"blob {i}" for i in range(1200)}
     await store.put_blobs(many)
     assert await other.get_blobs(list(many)) == many
+
+
+async def test_prune_deletes_blobs_that_no_remaining_step_references(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+
+    def llm_step(digest: str) -> StepRecord:
+        return StepRecord(
+            seq=0,
+            kind=StepKind.LLM,
+            name="llm",
+            fingerprint="fp",
+            status=StepStatus.DONE,
+            request={"model": "m", "messages": [{"$blob": digest}, {"role": "user"}]},
+            result={"text": "ok"},
+        )
+
+    blobs = {"sha256:old": "a", "sha256:shared": "b", "sha256:orphan": "c"}
+    await store.put_blobs(blobs)
+    old = await store.claim("a", "old", owner="w", lease_s=5, meta=META)
+    await store.write_step("a", "old", old.epoch, llm_step("sha256:old"))
+    await store.complete("a", "old", old.epoch, Completion())
+    live = await store.claim("a", "live", owner="w", lease_s=5, meta=META)
+    await store.write_step("a", "live", live.epoch, llm_step("sha256:shared"))
+    clock.advance(1000)
+    await store.put_blobs({"sha256:fresh": "d"})
+    deleted = await store.prune(before=clock.now - 500)
+    assert deleted["blobs"] == 2
+    assert await store.get_blobs([*blobs, "sha256:fresh"]) == {
+        "sha256:shared": "b",
+        "sha256:fresh": "d",
+    }

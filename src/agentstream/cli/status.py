@@ -1,7 +1,14 @@
-"""``agentstream status``: events per state, dead letters and lag, at a glance."""
+"""``agentstream status``: events per state, dead letters, parked keys, lag and live metrics.
+
+From the journal: events per state, open dead letters by failure class, parked events, model
+calls, tokens and cost. From the broker: committed offset, end and lag per partition. From a
+running worker's ``/metrics`` endpoint (``--metrics URL``): deliveries, duplicates, calls
+avoided, retries, rate-limit waits, divergences, in flight.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
 import typer
@@ -24,8 +31,12 @@ def status(
     broker: Annotated[
         str | None, typer.Option(envvar="AGENTSTREAM_BROKER", help="Broker URL.")
     ] = None,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(help="A worker's metrics URL (http://host:port/metrics); repeatable."),
+    ] = None,
 ) -> None:
-    """Show events per state and dead letters per agent, and consumer lag per partition."""
+    """Show events per state, dead letters, parked events, usage, lag and live counters."""
     groups: dict[str, tuple[str, list[str]]] = {}
     if target is not None:
         app = load_app(target)
@@ -35,6 +46,8 @@ def status(
     broker = broker or DEFAULT_URL
     store = store or broker
     run_async(_status(broker, store, groups))
+    if metrics:
+        _show_metrics(metrics)
 
 
 async def _status(broker: str, store_url: str, groups: dict[str, tuple[str, list[str]]]) -> None:
@@ -47,10 +60,12 @@ async def _status(broker: str, store_url: str, groups: dict[str, tuple[str, list
         counts = {a: await store.counts(a) for a in agents} if agents else {}
         if not agents:
             counts = {"(all)": await store.counts()}
+        open_letters = await store.dead_letters(status="dead", limit=None)
     finally:
         await store.close()
     table = Table(title=f"journal {store_url}")
-    for col in ("agent", "completed", "in flight", "pending retry", "dead", "dead letters"):
+    columns = ("agent", "completed", "in flight", "pending retry", "dead", "open DLQ", "parked")
+    for col in columns:
         table.add_column(col, justify="right" if col != "agent" else "left")
     for agent, c in counts.items():
         table.add_row(
@@ -59,9 +74,18 @@ async def _status(broker: str, store_url: str, groups: dict[str, tuple[str, list
             str(c["claimed"]),
             str(c["pending"]),
             str(c["dead"]),
-            str(c["dead_letters"]),
+            str(c.get("dead_letters_open", c["dead_letters"])),
+            str(c.get("parked", 0)),
         )
     console.print(table)
+    if open_letters:
+        by_class = Counter((d.agent, d.failure_class) for d in open_letters)
+        dlq = Table(title="open dead letters by class")
+        for col in ("agent", "failure class", "count"):
+            dlq.add_column(col)
+        for (agent, cls), n in sorted(by_class.items()):
+            dlq.add_row(agent, cls, str(n))
+        console.print(dlq)
     if not groups:
         return
     transport = backends.transport()
@@ -87,6 +111,51 @@ async def _status(broker: str, store_url: str, groups: dict[str, tuple[str, list
         console.print(lag)
     finally:
         await transport.close()
+
+
+_LIVE: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("deliveries", "agentstream_deliveries_total", {}),
+    ("completed", "agentstream_deliveries_total", {"outcome": "completed"}),
+    ("duplicates detected", "agentstream_duplicates_total", {}),
+    ("LLM calls made", "agentstream_llm_calls_total", {}),
+    ("LLM calls avoided", "agentstream_llm_calls_avoided_total", {}),
+    ("tokens", "agentstream_llm_tokens_total", {}),
+    ("cost (USD)", "agentstream_llm_cost_usd_total", {}),
+    ("retries", "agentstream_retries_total", {}),
+    ("dead letters", "agentstream_dead_letters_total", {}),
+    ("parked", "agentstream_deliveries_total", {"outcome": "parked"}),
+    ("rate-limit waits", "agentstream_rate_limit_waits_total", {}),
+    ("divergences", "agentstream_divergences_total", {}),
+    ("in flight", "agentstream_in_flight", {}),
+    ("consumer lag", "agentstream_consumer_lag", {}),
+)
+
+
+def _show_metrics(urls: list[str]) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals = dict.fromkeys((label for label, _, _ in _LIVE), 0.0)
+    for url in urls:
+        try:
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+        except OSError as exc:
+            console.print(f"[red]cannot scrape {url}: {exc}[/red]")
+            continue
+        samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+        for label, name, want in _LIVE:
+            totals[label] += sum(
+                s.value
+                for s in samples
+                if s.name == name and all(s.labels.get(k) == v for k, v in want.items())
+            )
+    table = Table(title=f"live counters from {len(urls)} worker(s)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for label, value in totals.items():
+        table.add_row(label, f"{value:.6f}" if label.startswith("cost") else f"{value:.0f}")
+    console.print(table)
 
 
 def _fmt(value: int | None) -> str:

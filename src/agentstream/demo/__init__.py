@@ -1,1 +1,1 @@
-"""agentstream.demo."""
+"""``agentstream demo``: the at-least-once + stochastic-agent crisis, and the fix, in one run."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentstream.event import OutgoingRecord, decode_headers, encode_headers
+from agentstream.event import Message, OutgoingRecord, decode_headers, encode_headers
 from agentstream.failures import FencedError
 from agentstream.journal.base import (
     Claim,
@@ -25,12 +24,21 @@ from agentstream.journal.base import (
     StepRecord,
     StepStatus,
 )
+from agentstream.journal.sqlite_blobs import SqliteBlobs
+from agentstream.journal.sqlite_ops import (
+    DLQ_COLUMNS,
+    SqliteOperations,
+    Where,
+    dead_letter_from_row,
+    dumps,
+    loads,
+)
 from agentstream.sqlite_db import SqliteDatabase
 
 if TYPE_CHECKING:
     from agentstream.backends import Backends
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS as_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -56,9 +64,13 @@ CREATE TABLE IF NOT EXISTS as_events (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     completed_at REAL,
+    msg_key BLOB,
+    msg_value BLOB,
+    msg_headers TEXT,
     PRIMARY KEY (agent, event_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS as_events_state ON as_events (agent, state);
+CREATE INDEX IF NOT EXISTS as_events_created ON as_events (agent, created_at);
 CREATE INDEX IF NOT EXISTS as_events_updated ON as_events (updated_at);
 CREATE TABLE IF NOT EXISTS as_steps (
     agent TEXT NOT NULL,
@@ -117,11 +129,45 @@ CREATE TABLE IF NOT EXISTS as_dead_letters (
     envelope TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS as_dead_letters_event ON as_dead_letters (agent, event_id);
+CREATE INDEX IF NOT EXISTS as_dead_letters_key ON as_dead_letters (agent, event_key, status);
+CREATE TABLE IF NOT EXISTS as_parked (
+    id INTEGER PRIMARY KEY,
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_key TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    key BLOB,
+    value BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (agent, event_id)
+);
+CREATE INDEX IF NOT EXISTS as_parked_key ON as_parked (agent, event_key, id);
+CREATE TABLE IF NOT EXISTS as_shadow_runs (
+    run_id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    candidate TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    finished_at REAL,
+    summary TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS as_shadow_results (
+    n INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    report TEXT NOT NULL,
+    UNIQUE (run_id, event_id)
+);
 CREATE TABLE IF NOT EXISTS as_blobs (
     digest TEXT PRIMARY KEY,
     body TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    used_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS as_blobs_used ON as_blobs (used_at);
 CREATE TABLE IF NOT EXISTS as_entity_versions (
     agent TEXT NOT NULL,
     entity TEXT NOT NULL,
@@ -133,20 +179,13 @@ CREATE TABLE IF NOT EXISTS as_entity_versions (
 _EVENT_COLUMNS = (
     "agent, event_id, state, epoch, owner, lease_until, attempts, deliveries, event_key, topic, "
     'partition, "offset", timestamp_ms, input_hash, group_id, outcome, result, created_at, '
-    "updated_at, completed_at"
+    "updated_at, completed_at, identity_source, msg_key, msg_value, msg_headers"
 )
+_ADDED_EVENT_COLUMNS = (("msg_key", "BLOB"), ("msg_value", "BLOB"), ("msg_headers", "TEXT"))
 _STEP_COLUMNS = (
     "seq, kind, name, fingerprint, status, request, result, idem_key, meta, epoch, started_at, "
     "finished_at"
 )
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 def _step_from_row(row: Sequence[Any]) -> StepRecord:
@@ -156,10 +195,10 @@ def _step_from_row(row: Sequence[Any]) -> StepRecord:
         name=row[2],
         fingerprint=row[3],
         status=StepStatus(row[4]),
-        request=_loads(row[5]),
-        result=_loads(row[6]),
+        request=loads(row[5]),
+        result=loads(row[6]),
         idempotency_key=row[7],
-        meta=_loads(row[8]) or {},
+        meta=loads(row[8]) or {},
         epoch=row[9],
         started_at=row[10],
         finished_at=row[11],
@@ -167,6 +206,17 @@ def _step_from_row(row: Sequence[Any]) -> StepRecord:
 
 
 def _event_from_row(row: Sequence[Any]) -> EventRecord:
+    message = None
+    if row[22] is not None and row[9] is not None:
+        message = Message(
+            topic=row[9],
+            partition=row[10],
+            offset=row[11],
+            key=row[21],
+            value=row[22],
+            headers=decode_headers(row[23]),
+            timestamp_ms=row[12] or 0,
+        )
     return EventRecord(
         agent=row[0],
         event_id=row[1],
@@ -184,10 +234,12 @@ def _event_from_row(row: Sequence[Any]) -> EventRecord:
         input_hash=row[13],
         group_id=row[14],
         outcome=row[15],
-        result=_loads(row[16]),
+        result=loads(row[16]),
         created_at=row[17],
         updated_at=row[18],
         completed_at=row[19],
+        identity_source=row[20],
+        message=message,
     )
 
 
@@ -206,6 +258,48 @@ def _outbox_from_row(row: Sequence[Any]) -> OutboxRow:
         ),
         published_at=row[9],
     )
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _claim_existing(
+    conn: sqlite3.Connection, agent: str, event_id: str, owner: str, now: float, lease_s: float
+) -> Claim:
+    """Claim an event that already has a journal row."""
+    state, epoch, lease_until, attempts = conn.execute(
+        "SELECT state, epoch, lease_until, attempts FROM as_events "
+        "WHERE agent = ? AND event_id = ?",
+        (agent, event_id),
+    ).fetchone()
+    if state in (EventState.COMPLETED, EventState.DEAD):
+        # A delivery of a settled event: count it (duplicates detected). Busy answers are not
+        # counted, since the same delivery asks again until the holder lets go.
+        conn.execute(
+            "UPDATE as_events SET deliveries = deliveries + 1 WHERE agent = ? AND event_id = ?",
+            (agent, event_id),
+        )
+        status = ClaimStatus.COMPLETED if state == EventState.COMPLETED else ClaimStatus.DEAD
+        return Claim(status, epoch, attempts)
+    if lease_until > now:
+        return Claim(ClaimStatus.BUSY, epoch, attempts, lease_until)
+    epoch += 1
+    attempts += 1
+    conn.execute(
+        "UPDATE as_events SET state = 'claimed', epoch = ?, owner = ?, lease_until = ?, "
+        "attempts = ?, deliveries = deliveries + 1, updated_at = ? "
+        "WHERE agent = ? AND event_id = ?",
+        (epoch, owner, now + lease_s, attempts, now, agent, event_id),
+    )
+    steps = tuple(
+        _step_from_row(r)
+        for r in conn.execute(
+            f"SELECT {_STEP_COLUMNS} FROM as_steps WHERE agent = ? AND event_id = ? ORDER BY seq",
+            (agent, event_id),
+        )
+    )
+    return Claim(ClaimStatus.CLAIMED, epoch, attempts, now + lease_s, steps)
 
 
 def _fence(conn: sqlite3.Connection, agent: str, event_id: str, epoch: int, now: float) -> None:
@@ -246,7 +340,7 @@ def _insert_outbox(
     )
 
 
-class SqliteStore:
+class SqliteStore(SqliteOperations, SqliteBlobs):
     """Journal in a SQLite file (WAL mode), shareable by several worker processes.
 
     Args:
@@ -274,9 +368,13 @@ class SqliteStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(as_events)")}
+            for column, kind in _ADDED_EVENT_COLUMNS:
+                if column not in have:  # a version-1 file: add the columns, keep the rows
+                    conn.execute(f"ALTER TABLE as_events ADD COLUMN {column} {kind}")
             conn.execute(
                 "INSERT INTO as_meta (k, v) VALUES ('schema_version', ?) "
-                "ON CONFLICT (k) DO NOTHING",
+                "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
                 (str(SCHEMA_VERSION),),
             )
 
@@ -290,65 +388,75 @@ class SqliteStore:
         self, agent: str, event_id: str, *, owner: str, lease_s: float, meta: EventMeta
     ) -> Claim:
         """Atomically claim an event (see :meth:`Store.claim`)."""
-        now = self._clock()
+        [claim] = await self.claim_many(agent, [(event_id, meta)], owner=owner, lease_s=lease_s)
+        return claim
 
-        def op(conn: sqlite3.Connection) -> Claim:
-            row = conn.execute(
-                "SELECT state, epoch, lease_until, attempts FROM as_events "
-                "WHERE agent = ? AND event_id = ?",
-                (agent, event_id),
-            ).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO as_events (agent, event_id, state, epoch, owner, lease_until, "
-                    'attempts, deliveries, event_key, topic, partition, "offset", timestamp_ms, '
-                    "input_hash, group_id, identity_source, created_at, updated_at) "
-                    "VALUES (?, ?, 'claimed', 1, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    async def claim_many(
+        self,
+        agent: str,
+        requests: Sequence[tuple[str, EventMeta]],
+        *,
+        owner: str,
+        lease_s: float,
+    ) -> list[Claim]:
+        """Claim several events in one transaction; answers are in request order."""
+        now = self._clock()
+        until = now + lease_s
+
+        def op(conn: sqlite3.Connection) -> list[Claim]:
+            ids = list(dict.fromkeys(event_id for event_id, _ in requests))
+            existing: set[str] = set()
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                existing.update(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT event_id FROM as_events WHERE agent = ? AND event_id IN ({marks})",
+                        (agent, *chunk),
+                    )
+                )
+            fresh: dict[str, EventMeta] = {}
+            for event_id, meta in requests:
+                if event_id not in existing:
+                    fresh.setdefault(event_id, meta)
+            conn.executemany(
+                "INSERT INTO as_events (agent, event_id, state, epoch, owner, lease_until, "
+                'attempts, deliveries, event_key, topic, partition, "offset", timestamp_ms, '
+                "input_hash, group_id, identity_source, created_at, updated_at, msg_key, "
+                "msg_value, msg_headers) "
+                "VALUES (?, ?, 'claimed', 1, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         agent,
                         event_id,
                         owner,
-                        now + lease_s,
-                        meta.key,
-                        meta.topic,
-                        meta.partition,
-                        meta.offset,
-                        meta.timestamp_ms,
-                        meta.input_hash,
-                        meta.group_id,
-                        meta.identity_source,
+                        until,
+                        m.key,
+                        m.topic,
+                        m.partition,
+                        m.offset,
+                        m.timestamp_ms,
+                        m.input_hash,
+                        m.group_id,
+                        m.identity_source,
                         now,
                         now,
-                    ),
-                )
-                return Claim(ClaimStatus.CLAIMED, 1, 1, now + lease_s)
-            state, epoch, lease_until, attempts = row
-            conn.execute(
-                "UPDATE as_events SET deliveries = deliveries + 1 WHERE agent = ? AND event_id = ?",
-                (agent, event_id),
+                        None if m.message is None else m.message.key,
+                        None if m.message is None else m.message.value,
+                        None if m.message is None else encode_headers(m.message.headers),
+                    )
+                    for event_id, m in fresh.items()
+                ],
             )
-            if state == EventState.COMPLETED:
-                return Claim(ClaimStatus.COMPLETED, epoch, attempts)
-            if state == EventState.DEAD:
-                return Claim(ClaimStatus.DEAD, epoch, attempts)
-            if lease_until > now:
-                return Claim(ClaimStatus.BUSY, epoch, attempts, lease_until)
-            epoch += 1
-            attempts += 1
-            conn.execute(
-                "UPDATE as_events SET state = 'claimed', epoch = ?, owner = ?, lease_until = ?, "
-                "attempts = ?, updated_at = ? WHERE agent = ? AND event_id = ?",
-                (epoch, owner, now + lease_s, attempts, now, agent, event_id),
-            )
-            steps = tuple(
-                _step_from_row(r)
-                for r in conn.execute(
-                    f"SELECT {_STEP_COLUMNS} FROM as_steps WHERE agent = ? AND event_id = ? "
-                    "ORDER BY seq",
-                    (agent, event_id),
-                )
-            )
-            return Claim(ClaimStatus.CLAIMED, epoch, attempts, now + lease_s, steps)
+            answers: list[Claim] = []
+            granted: set[str] = set()
+            for event_id, _ in requests:
+                if event_id in fresh and event_id not in granted:
+                    granted.add(event_id)
+                    answers.append(Claim(ClaimStatus.CLAIMED, 1, 1, until))
+                else:
+                    answers.append(_claim_existing(conn, agent, event_id, owner, now, lease_s))
+            return answers
 
         return await self.db.write(op)
 
@@ -407,10 +515,10 @@ class SqliteStore:
                     step.name,
                     step.fingerprint,
                     str(step.status),
-                    _dumps(step.request),
-                    _dumps(step.result),
+                    dumps(step.request),
+                    dumps(step.result),
                     step.idempotency_key,
-                    _dumps(step.meta),
+                    dumps(step.meta),
                     epoch,
                     step.started_at,
                     step.finished_at,
@@ -421,25 +529,66 @@ class SqliteStore:
 
     async def complete(self, agent: str, event_id: str, epoch: int, completion: Completion) -> None:
         """Complete the event, enqueue outputs and record the entity version, atomically."""
+        [error] = await self.complete_many(agent, [(event_id, epoch, completion)])
+        if error is not None:
+            raise error
+
+    async def complete_many(
+        self, agent: str, items: Sequence[tuple[str, int, Completion]]
+    ) -> list[FencedError | None]:
+        """Complete several events in one transaction; a FencedError for each stale claim."""
         now = self._clock()
 
-        def op(conn: sqlite3.Connection) -> None:
-            _fence(conn, agent, event_id, epoch, now)
-            conn.execute(
-                "UPDATE as_events SET state = 'completed', owner = NULL, lease_until = 0, "
-                "outcome = ?, result = ?, completed_at = ? WHERE agent = ? AND event_id = ?",
-                (completion.outcome, _dumps(completion.result), now, agent, event_id),
-            )
-            _insert_outbox(conn, agent, event_id, completion.outputs, now)
-            if completion.entity is not None and completion.version is not None:
-                conn.execute(
-                    "INSERT INTO as_entity_versions (agent, entity, version) VALUES (?, ?, ?) "
-                    "ON CONFLICT (agent, entity) DO UPDATE SET "
-                    "version = MAX(version, excluded.version)",
-                    (agent, completion.entity, completion.version),
+        def op(conn: sqlite3.Connection) -> list[FencedError | None]:
+            current: dict[str, tuple[int, str]] = {}
+            ids = list(dict.fromkeys(event_id for event_id, _, _ in items))
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                for event_id, epoch, state in conn.execute(
+                    f"SELECT event_id, epoch, state FROM as_events WHERE agent = ? "
+                    f"AND event_id IN ({marks})",
+                    (agent, *chunk),
+                ):
+                    current[event_id] = (epoch, state)
+            errors: list[FencedError | None] = []
+            rows = []
+            for event_id, epoch, completion in items:
+                if current.get(event_id) != (epoch, EventState.CLAIMED):
+                    errors.append(
+                        FencedError(
+                            f"claim on {agent}/{event_id} at epoch {epoch} is no longer current"
+                        )
+                    )
+                    continue
+                current[event_id] = (epoch, EventState.COMPLETED)
+                errors.append(None)
+                rows.append(
+                    (completion.outcome, dumps(completion.result), now, now, agent, event_id)
                 )
+                if completion.outputs:
+                    _insert_outbox(conn, agent, event_id, completion.outputs, now)
+                if completion.entity is not None and completion.version is not None:
+                    conn.execute(
+                        "INSERT INTO as_entity_versions (agent, entity, version) "
+                        "VALUES (?, ?, ?) ON CONFLICT (agent, entity) DO UPDATE SET "
+                        "version = MAX(version, excluded.version)",
+                        (agent, completion.entity, completion.version),
+                    )
+            conn.executemany(
+                "UPDATE as_events SET state = 'completed', owner = NULL, lease_until = 0, "
+                "outcome = ?, result = ?, completed_at = ?, updated_at = ? "
+                "WHERE agent = ? AND event_id = ?",
+                rows,
+            )
+            # a redriven event that completes resolves its dead letter (and releases its key)
+            conn.executemany(
+                "UPDATE as_dead_letters SET status = 'resolved' WHERE agent = ? AND event_id = ? "
+                "AND status = 'redriven'",
+                [(agent, row[-1]) for row in rows],
+            )
+            return errors
 
-        await self.db.write(op)
+        return await self.db.write(op)
 
     async def record_failure(
         self, agent: str, event_id: str, epoch: int, failure: FailureRecord
@@ -490,10 +639,15 @@ class SqliteStore:
                 "SELECT event_key FROM as_events WHERE agent = ? AND event_id = ?",
                 (agent, event_id),
             ).fetchone()[0]
+            conn.execute(
+                "UPDATE as_dead_letters SET status = 'superseded' WHERE agent = ? "
+                "AND event_id = ? AND status IN ('dead', 'redriven')",
+                (agent, event_id),
+            )
             cur = conn.execute(
                 "INSERT INTO as_dead_letters (agent, event_id, failure_class, event_key, "
                 "created_at, status, envelope) VALUES (?, ?, ?, ?, ?, 'dead', ?)",
-                (agent, event_id, failure_class, key, now, _dumps(envelope)),
+                (agent, event_id, failure_class, key, now, dumps(envelope)),
             )
             first_seq = conn.execute(
                 "SELECT COALESCE(MAX(seq) + 1, 0) FROM as_outbox WHERE agent = ? AND event_id = ?",
@@ -562,17 +716,35 @@ class SqliteStore:
         return await self.db.read(op)
 
     async def list_events(
-        self, *, agent: str | None = None, state: EventState | None = None, limit: int = 100
+        self,
+        *,
+        agent: str | None = None,
+        state: EventState | None = None,
+        key: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset_from: int | None = None,
+        offset_to: int | None = None,
+        event_ids: Sequence[str] | None = None,
+        oldest_first: bool = False,
+        limit: int | None = 100,
     ) -> list[EventRecord]:
-        """Events, most recently updated first."""
-        where, args = _filters(agent=agent, state=state)
+        """Events filtered (see :meth:`Store.list_events`)."""
+        where = Where()
+        where.eq("agent", agent).eq("state", state).eq("event_key", key).eq("topic", topic)
+        where.eq("partition", partition).cmp("created_at", ">=", since)
+        where.cmp("created_at", "<", until).cmp('"offset"', ">=", offset_from)
+        where.cmp('"offset"', "<=", offset_to).within("event_id", event_ids)
+        order = 'created_at, topic, partition, "offset"' if oldest_first else "updated_at DESC"
+        sql = f"SELECT {_EVENT_COLUMNS} FROM as_events {where.sql} ORDER BY {order}"
+        args = where.args
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", (*args, limit)
 
         def op(conn: sqlite3.Connection) -> list[EventRecord]:
-            rows = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM as_events {where} ORDER BY updated_at DESC LIMIT ?",
-                (*args, limit),
-            ).fetchall()
-            return [_event_from_row(r) for r in rows]
+            return [_event_from_row(r) for r in conn.execute(sql, args).fetchall()]
 
         return await self.db.read(op)
 
@@ -622,21 +794,27 @@ class SqliteStore:
         return await self.db.read(op)
 
     async def dead_letters(
-        self, *, agent: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        agent: str | None = None,
+        status: str | None = None,
+        failure_class: str | None = None,
+        key: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = 100,
     ) -> list[DeadLetterRecord]:
-        """Dead letters, newest first."""
-        where, args = _filters(agent=agent, status=status)
+        """Dead letters, newest first, filtered."""
+        where = Where()
+        where.eq("agent", agent).eq("status", status).eq("failure_class", failure_class)
+        where.eq("event_key", key).cmp("created_at", ">=", since).cmp("created_at", "<", until)
+        sql = f"SELECT {DLQ_COLUMNS} FROM as_dead_letters {where.sql} ORDER BY id DESC"
+        args = where.args
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", (*args, limit)
 
         def op(conn: sqlite3.Connection) -> list[DeadLetterRecord]:
-            rows = conn.execute(
-                "SELECT id, agent, event_id, failure_class, event_key, created_at, status, "
-                f"envelope FROM as_dead_letters {where} ORDER BY id DESC LIMIT ?",
-                (*args, limit),
-            ).fetchall()
-            return [
-                DeadLetterRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]))
-                for r in rows
-            ]
+            return [dead_letter_from_row(r) for r in conn.execute(sql, args).fetchall()]
 
         return await self.db.read(op)
 
@@ -653,47 +831,20 @@ class SqliteStore:
             out["dead_letters"] = conn.execute(
                 f"SELECT COUNT(*) FROM as_dead_letters {where}", args
             ).fetchone()[0]
+            out["dead_letters_open"] = conn.execute(
+                f"SELECT COUNT(*) FROM as_dead_letters {where} "
+                f"{'AND' if where else 'WHERE'} status IN ('dead', 'redriven')",
+                args,
+            ).fetchone()[0]
+            out["parked"] = conn.execute(
+                f"SELECT COUNT(*) FROM as_parked {where}", args
+            ).fetchone()[0]
             out["outbox_pending"] = conn.execute(
                 f"SELECT COUNT(*) FROM as_outbox {where} "
                 f"{'AND' if where else 'WHERE'} published_at IS NULL",
                 args,
             ).fetchone()[0]
             return out
-
-        return await self.db.read(op)
-
-    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
-        """Store content-addressed texts; existing digests are kept."""
-        if not blobs:
-            return
-        now = self._clock()
-        rows = [(digest, body, now) for digest, body in blobs.items()]
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO as_blobs (digest, body, created_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (digest) DO NOTHING",
-                rows,
-            )
-
-        await self.db.write(op)
-
-    async def get_blobs(self, digests: Collection[str]) -> dict[str, str]:
-        """The stored texts among ``digests``."""
-        wanted = list(dict.fromkeys(digests))
-        if not wanted:
-            return {}
-
-        def op(conn: sqlite3.Connection) -> dict[str, str]:
-            found: dict[str, str] = {}
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for digest, body in conn.execute(
-                    f"SELECT digest, body FROM as_blobs WHERE digest IN ({marks})", chunk
-                ):
-                    found[digest] = body
-            return found
 
         return await self.db.read(op)
 

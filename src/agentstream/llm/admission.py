@@ -230,6 +230,7 @@ class AdmissionControl(Middleware):
         self._permits: dict[_CallKey, _Permit] = {}
         self._waiting: dict[str, dict[_CallKey, float]] = collections.defaultdict(dict)
         self._agent_models: dict[str, set[str]] = collections.defaultdict(set)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = AdmissionStats()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -241,6 +242,15 @@ class AdmissionControl(Middleware):
                 buckets_for_store(store) if self._shared == "journal" else LocalBuckets()
             )
         await self._buckets.open()
+        self._loop = None
+        self._bind_loop()
+
+    def _bind_loop(self) -> None:
+        """Start per-loop state afresh when used from another event loop (locks bind to one)."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        self._loop = loop
         self._models.clear()
         self._spend_locks.clear()
         self._permits.clear()
@@ -308,6 +318,7 @@ class AdmissionControl(Middleware):
 
     async def before_llm_call(self, inp: LLMCallInput) -> None:
         """Wait for budget, a concurrency slot and rate-limit permits."""
+        self._bind_loop()
         key: _CallKey = (inp.agent, inp.event.identity, inp.seq)
         m = self._model(inp.request.model)
         agent, prompt = inp.agent, inp.prompt_tokens_estimate

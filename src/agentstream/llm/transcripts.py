@@ -23,10 +23,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agentstream.codec import canonical_json
-from agentstream.journal.base import StepKind, StepRecord
+from agentstream.journal.base import BLOB_REF, StepKind, StepRecord
 
 if TYPE_CHECKING:
-    from agentstream.journal.base import Store
+    from agentstream.journal.base import EventJournal
 
 __all__ = [
     "BLOB_REF",
@@ -37,7 +37,6 @@ __all__ = [
     "refs_in",
 ]
 
-BLOB_REF = "$blob"
 MIN_BLOB_CHARS = 128
 """Parts shorter than this (as canonical JSON) stay inline: a reference would not be smaller."""
 
@@ -118,7 +117,7 @@ def expand_request(request: Any, blobs: Mapping[str, str]) -> Any:
     return out
 
 
-async def expand_steps(store: Store, steps: Sequence[StepRecord]) -> list[StepRecord]:
+async def expand_steps(store: EventJournal, steps: Sequence[StepRecord]) -> list[StepRecord]:
     """Copies of ``steps`` whose LLM requests are expanded from the journal's blobs."""
     wanted: set[str] = set()
     for step in steps:

@@ -1,5 +1,8 @@
 """The executor: one delivery of one event, from claim to completion or dead letter.
 
+0. Strict ordering only: an event whose key is blocked by a dead letter (or still has parked
+   events) is parked in the journal with its message and acknowledged; parked events come back
+   through the worker once the key is released, and are unparked when done.
 1. Claim the event in the journal (atomic; lease and fencing epoch).
    ``completed`` or ``dead``: the agent does not run, the delivery is acknowledged.
    ``busy`` (a live lease elsewhere, or a retry backoff): try again when it ends.
@@ -24,21 +27,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentstream.agent import AgentSpec
+from agentstream.agent import AgentSpec, Ordering
 from agentstream.codec import to_jsonable
-from agentstream.context import Context
+from agentstream.context import Context, RecordedAnswers
 from agentstream.deadletter import build_envelope, dead_letter_record, format_traceback
-from agentstream.event import Event, payload_hash
+from agentstream.event import Event, Headers, payload_hash
 from agentstream.failures import FailureClass, FencedError, classify, retry_after_hint
 from agentstream.journal.base import (
     Claim,
     ClaimStatus,
     Completion,
+    EventJournal,
     EventMeta,
     FailureRecord,
     StepKind,
     StepRecord,
-    Store,
 )
 from agentstream.llm.base import LLMProvider
 from agentstream.llm.transcripts import expand_steps
@@ -47,15 +50,20 @@ from agentstream.middleware import (
     DeadLetterInput,
     Middleware,
     MiddlewareStack,
+    OutputsInput,
     ProcessInput,
     ProcessOutcome,
     RetryInput,
 )
+from agentstream.runtime.batcher import JournalBatcher
 
 if TYPE_CHECKING:
     from agentstream.llm.admission import RateLimitRetry
 
 log = logging.getLogger("agentstream.executor")
+
+BUSY_RECHECK_S = 1.0
+"""Longest wait before asking again about an event another worker holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,7 @@ class Executor:
         lease_s: Claim lease; renewed while the handler runs.
         clock: Wall-clock seconds.
         rng: Randomness for backoff jitter.
+        answers: Replay only: where steps missing from the claim's record are answered.
         rate_limit_retry: How model calls answered 429 are retried at the call site (None:
             a 429 fails the attempt like any transient error).
     """
@@ -100,7 +109,7 @@ class Executor:
     def __init__(
         self,
         spec: AgentSpec,
-        store: Store,
+        store: EventJournal,
         provider: LLMProvider | None,
         middleware: MiddlewareStack,
         *,
@@ -109,6 +118,7 @@ class Executor:
         lease_s: float = 30.0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        answers: RecordedAnswers | None = None,
         rate_limit_retry: RateLimitRetry | None = None,
     ) -> None:
         self.spec = spec
@@ -120,7 +130,9 @@ class Executor:
         self.lease_s = lease_s
         self._clock = clock
         self._rng = rng or random.Random()
+        self._answers = answers
         self._rate_limit_retry = rate_limit_retry
+        self.journal = JournalBatcher(store, spec.name, owner=owner, lease_s=lease_s)
         self._claims: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[object]] = {}
         self._lost: set[str] = set()
@@ -145,30 +157,12 @@ class Executor:
         failure_class: str | None = None
         error: BaseException | None = None
         try:
-            claim = await self.store.claim(
-                self.spec.name,
-                event.identity,
-                owner=self.owner,
-                lease_s=self.lease_s,
-                meta=EventMeta(
-                    key=event.key,
-                    topic=event.message.topic,
-                    partition=event.message.partition,
-                    offset=event.message.offset,
-                    timestamp_ms=event.message.timestamp_ms,
-                    input_hash=payload_hash(event.message.value),
-                    group_id=self.group,
-                    identity_source=event.identity_source,
-                ),
-            )
-            if claim.status == ClaimStatus.COMPLETED:
-                outcome: Outcome = Done("duplicate")
-            elif claim.status == ClaimStatus.DEAD:
-                outcome = Done("dead")
-            elif claim.status == ClaimStatus.BUSY:
-                outcome = RetryLater(max(0.05, claim.lease_until - self._clock()), "busy")
+            if self.spec.ordering == Ordering.STRICT and await self._held(event):
+                outcome: Outcome = Done("parked")
             else:
-                outcome, ctx, failure_class, error = await self._run_claimed(event, claim)
+                outcome, ctx, failure_class, error = await self._claim_and_run(event)
+                if event.parked_id is not None and isinstance(outcome, Done):
+                    await self.store.unpark(self.spec.name, event.parked_id)
         except FencedError:
             outcome = RetryLater(0.05, "fenced")
         except asyncio.CancelledError:
@@ -192,6 +186,46 @@ class Executor:
                 )
             )
         return outcome
+
+    async def _held(self, event: Event) -> bool:
+        """Strict ordering: whether the event must wait behind its key's dead letter."""
+        if event.parked_id is None:
+            return await self.store.park(self.spec.name, event.identity, event.key, event.message)
+        blocker = await self.store.blocked_by(self.spec.name, event.key)
+        return blocker is not None and blocker != event.identity
+
+    async def _claim_and_run(
+        self, event: Event
+    ) -> tuple[Outcome, Context | None, str | None, BaseException | None]:
+        ctx: Context | None = None
+        failure_class: str | None = None
+        error: BaseException | None = None
+        claim = await self.journal.claim(
+            event.identity,
+            EventMeta(
+                key=event.key,
+                topic=event.message.topic,
+                partition=event.message.partition,
+                offset=event.message.offset,
+                timestamp_ms=event.message.timestamp_ms,
+                input_hash=payload_hash(event.message.value),
+                group_id=self.group,
+                identity_source=event.identity_source,
+                message=event.message,
+            ),
+        )
+        if claim.status == ClaimStatus.COMPLETED:
+            outcome: Outcome = Done("duplicate")
+        elif claim.status == ClaimStatus.DEAD:
+            outcome = Done("dead")
+        elif claim.status == ClaimStatus.BUSY:
+            # A live holder usually finishes long before its lease ends: look again soon,
+            # but never later than the lease (or the retry backoff) ends.
+            remaining = claim.lease_until - self._clock()
+            outcome = RetryLater(max(0.05, min(remaining, BUSY_RECHECK_S)), "busy")
+        else:
+            outcome, ctx, failure_class, error = await self._run_claimed(event, claim)
+        return outcome, ctx, failure_class, error
 
     async def _run_claimed(
         self, event: Event, claim: Claim
@@ -239,6 +273,7 @@ class Executor:
                 provider=self.provider,
                 middleware=self.mw,
                 clock=self._clock,
+                answers=self._answers,
                 rate_limit_retry=self._rate_limit_retry,
             )
             try:
@@ -254,7 +289,10 @@ class Executor:
                 outcome, failed_as = await self._failed(event, claim, ctx, exc)
                 return outcome, ctx, failed_as, exc
             await self._note_mismatches(ctx, epoch)
-            outputs = ctx.outputs(result)
+            extra: Headers = ()
+            if self.mw.wants(Middleware.output_headers):
+                extra = await self.mw.output_headers(OutputsInput(spec.name, event, 1))
+            outputs = ctx.outputs(result, extra)
             completion = Completion(
                 outputs=outputs,
                 result=to_jsonable(result),
@@ -263,7 +301,7 @@ class Executor:
                 else None,
                 version=event.version,
             )
-            await self.store.complete(spec.name, identity, epoch, completion)
+            await self.journal.complete(identity, epoch, completion)
             if self.mw.wants(Middleware.after_complete):
                 await self.mw.after_complete(CompletedInput(spec.name, event, len(outputs), result))
             return Done("completed"), ctx, None, None
@@ -366,6 +404,7 @@ class Executor:
             failures=failures,
             steps=steps,
             issued_keys=ctx.issued_keys if ctx else (),
+            epoch=claim.epoch,
             detail=await self._transcript(steps),
         )
         outputs = (

@@ -10,6 +10,11 @@ consumption: while any gate says ``should_pause(agent)``, the transport stays pa
 grows, nothing is dropped or dead-lettered) and the loop keeps polling; it resumes when every
 gate lets go and the buffer has room.
 
+Under ``ordering="strict"`` a sweep task resumes parked events whose key was released (its dead
+letter redriven and completed, or discarded): they are queued, in parking order, on their key's
+queue like fresh deliveries, but were acknowledged when parked, so they are not acknowledged
+again.
+
 Shutdown, in order:
 
 1. stop polling and pause the transport;
@@ -27,7 +32,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from agentstream.agent import AgentSpec
+from agentstream.agent import AgentSpec, Ordering
 from agentstream.config import RuntimeConfig
 from agentstream.event import Event, TopicPartition
 from agentstream.journal.base import Store
@@ -115,9 +120,13 @@ class AgentWorker:
         self.delivered = 0
         self._warned_coordinates = False
         self._stop = asyncio.Event()
+        self._unparking: dict[int, TopicPartition] = {}
 
     def _done(self, event: Event) -> None:
-        self.transport.ack(event.message)
+        if event.parked_id is None:
+            self.transport.ack(event.message)
+        else:
+            self._unparking.pop(event.parked_id, None)
         if self.relay is not None:
             self.relay.notify()
 
@@ -129,6 +138,10 @@ class AgentWorker:
         """Partitions are leaving: drop their queued events, give running ones a short grace."""
         log.info("agent %s: revoked %s", self.spec.name, ", ".join(map(str, partitions)))
         running = self.scheduler.drop(partitions)
+        gone = set(partitions)
+        for parked_id, tp in list(self._unparking.items()):
+            if tp in gone:
+                del self._unparking[parked_id]
         if running:
             _, pending = await asyncio.wait(running, timeout=self.config.revoke_grace_s)
             for task in pending:
@@ -145,14 +158,17 @@ class AgentWorker:
         await self.transport.start()
         await self.transport.subscribe([self.spec.source], self.group, self)
         await self.mw.on_worker_start(WorkerInput(self.spec.name, self.group))
-        lease_task = asyncio.create_task(self._keep_leases(), name=f"leases:{self.spec.name}")
+        side = [asyncio.create_task(self._keep_leases(), name=f"leases:{self.spec.name}")]
+        if self.spec.ordering == Ordering.STRICT:
+            side.append(asyncio.create_task(self._unpark_loop(), name=f"unpark:{self.spec.name}"))
         try:
             await self._poll_loop()
         finally:
             self.transport.pause()
             await self.scheduler.close(self.config.shutdown_grace_s)
-            lease_task.cancel()
-            await asyncio.gather(lease_task, return_exceptions=True)
+            for task in side:
+                task.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
             try:
                 await self.transport.commit()
             finally:
@@ -165,9 +181,31 @@ class AgentWorker:
         low = max(0, int(high * cfg.resume_ratio))
         next_commit = time.monotonic() + cfg.commit_interval_s
         wants_poll = self.mw.wants(Middleware.on_poll)
+        next_lag = time.monotonic()
+        failures = 0
         while not self._stop.is_set():
             room = max(1, high - self.scheduler.buffered)
-            messages = await self.transport.poll(min(cfg.poll_batch, room), cfg.poll_timeout_s)
+            try:
+                messages = await self.transport.poll(min(cfg.poll_batch, room), cfg.poll_timeout_s)
+                if time.monotonic() >= next_commit:
+                    await self.transport.commit()
+                    next_commit = time.monotonic() + cfg.commit_interval_s
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A broker or journal outage: keep what is queued, back off, poll again. Events
+                # in flight finish or retry on their own; nothing is acknowledged that is not done.
+                failures += 1
+                delay = min(30.0, 0.2 * 2 ** min(failures, 8))
+                log.exception(
+                    "agent %s: poll/commit failed (%d in a row); retrying in %.1fs",
+                    self.spec.name,
+                    failures,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
             for message in messages:
                 event = interpret(self.spec, message)
                 if (
@@ -187,6 +225,13 @@ class AgentWorker:
             buffered = self.scheduler.buffered
             self._apply_pause(buffered, high, low)
             if wants_poll:
+                lag = None
+                if time.monotonic() >= next_lag:
+                    next_lag = time.monotonic() + cfg.lag_interval_s
+                    try:
+                        lag = await self.transport.lag()
+                    except Exception:
+                        log.debug("agent %s: lag unavailable", self.spec.name, exc_info=True)
                 await self.mw.on_poll(
                     PollInput(
                         self.spec.name,
@@ -194,11 +239,9 @@ class AgentWorker:
                         buffered,
                         self.scheduler.in_flight,
                         self.paused,
+                        lag,
                     )
                 )
-            if time.monotonic() >= next_commit:
-                await self.transport.commit()
-                next_commit = time.monotonic() + cfg.commit_interval_s
             if not messages and self.paused:
                 await asyncio.sleep(min(cfg.poll_timeout_s, 0.05))
 
@@ -227,6 +270,34 @@ class AgentWorker:
         elif not want and self.paused:
             self.transport.resume()
             self.paused = False
+
+    async def _unpark_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.park_sweep_s)
+            try:
+                await self.unpark_released()
+            except Exception:
+                log.exception("agent %s: resuming parked events failed", self.spec.name)
+
+    async def unpark_released(self) -> int:
+        """Queue parked events of released keys on partitions this worker owns; return how many."""
+        owned = set(self.transport.assignment())
+        rows = await self.store.parked(self.spec.name, releasable=True)
+        queued = 0
+        for row in rows:
+            tp = row.message.tp
+            if row.id in self._unparking or tp not in owned:
+                continue
+            event = interpret(self.spec, row.message)
+            event.identity = row.event_id
+            event.key = row.key
+            event.parked_id = row.id
+            self._unparking[row.id] = tp
+            self.scheduler.submit(event)
+            queued += 1
+        if queued:
+            log.info("agent %s: resuming %d parked event(s)", self.spec.name, queued)
+        return queued
 
     async def _keep_leases(self) -> None:
         period = self.config.lease_s / 3

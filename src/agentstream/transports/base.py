@@ -88,3 +88,13 @@ class Transport(Protocol):
     async def close(self) -> None:
         """Commit what is done, leave the group, release in-flight messages, disconnect."""
         ...
+
+
+class IgnoreRebalance:
+    """A listener for consumers with nothing to stop on a rebalance (tools, baselines)."""
+
+    async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """Ignore newly assigned partitions."""
+
+    async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Ignore revoked partitions."""

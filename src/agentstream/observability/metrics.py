@@ -1,0 +1,252 @@
+"""Prometheus metrics as middleware, served over HTTP.
+
+Every figure comes from a typed middleware hook; nothing in the runtime knows about Prometheus.
+Metrics live in the middleware's own :class:`~prometheus_client.CollectorRegistry` (one per
+instance, so tests and several apps in one process do not collide), served by a small HTTP
+endpoint started with the first worker and stopped with the last (``port=None``: not served;
+``port=0``: any free port, see :attr:`PrometheusMiddleware.port`).
+
+=============================================== ===========================================
+metric                                          from
+=============================================== ===========================================
+``agentstream_deliveries_total{outcome}``       every delivery (completed, duplicate, ...)
+``agentstream_duplicates_total``                deliveries of events already completed
+``agentstream_llm_calls_total{model,status}``   model calls made
+``agentstream_llm_calls_avoided_total``         model calls answered from the journal
+``agentstream_llm_tokens_total{model,kind}``    prompt and completion tokens
+``agentstream_llm_cost_usd_total{model}``       money spent
+``agentstream_retries_total{failure_class}``    attempts scheduled after transient failures
+``agentstream_dead_letters_total{failure_class}`` events dead-lettered
+``agentstream_rate_limit_waits_total``          429s and rate-limit backoffs
+``agentstream_rate_limit_wait_seconds_total``   time spent waiting for rate limits
+``agentstream_divergences_total{source}``       non-determinism found on resume or replay
+``agentstream_consumer_lag{topic,partition}``   uncommitted messages per owned partition
+``agentstream_in_flight`` / ``_buffered``       events running / queued or running
+``agentstream_paused``                          1 while consumption is paused
+``agentstream_step_seconds{kind,replayed}``     step latency histogram
+``agentstream_event_seconds{outcome}``          delivery latency histogram
+=============================================== ===========================================
+
+All carry an ``agent`` label.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from agentstream.failures import RateLimitedError
+from agentstream.middleware import (
+    DeadLetterInput,
+    LLMCallOutput,
+    Middleware,
+    NonDeterminismInput,
+    PollInput,
+    ProcessOutcome,
+    RetryInput,
+    StepOutput,
+    WorkerInput,
+)
+
+_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class PrometheusMiddleware(Middleware):
+    """Counts what the runtime does and serves it to Prometheus.
+
+    Args:
+        port: Port of the ``/metrics`` endpoint (None: do not serve; 0: any free port).
+        host: Address to listen on.
+        registry: Registry to fill (default: a new one).
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._want_port = port
+        self._host = host
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._workers = 0
+        r = self.registry
+        self.deliveries = Counter(
+            "agentstream_deliveries", "Deliveries by outcome.", ["agent", "outcome"], registry=r
+        )
+        self.duplicates = Counter(
+            "agentstream_duplicates", "Deliveries of completed events.", ["agent"], registry=r
+        )
+        self.llm_calls = Counter(
+            "agentstream_llm_calls", "Model calls made.", ["agent", "model", "status"], registry=r
+        )
+        self.llm_avoided = Counter(
+            "agentstream_llm_calls_avoided",
+            "Model calls answered from the journal instead of the model.",
+            ["agent"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "agentstream_llm_tokens", "Tokens used.", ["agent", "model", "kind"], registry=r
+        )
+        self.cost = Counter(
+            "agentstream_llm_cost_usd",
+            "Money spent on model calls.",
+            ["agent", "model"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "agentstream_retries",
+            "Retries by failure class.",
+            ["agent", "failure_class"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "agentstream_dead_letters",
+            "Dead letters by failure class.",
+            ["agent", "failure_class"],
+            registry=r,
+        )
+        self.rate_limit_waits = Counter(
+            "agentstream_rate_limit_waits", "Rate-limit rejections.", ["agent"], registry=r
+        )
+        self.rate_limit_seconds = Counter(
+            "agentstream_rate_limit_wait_seconds",
+            "Seconds of backoff ordered by rate limits.",
+            ["agent"],
+            registry=r,
+        )
+        self.divergences = Counter(
+            "agentstream_divergences",
+            "Recorded steps asked for with a different request (live resume or replay).",
+            ["agent", "source"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "agentstream_consumer_lag",
+            "Uncommitted messages per owned partition.",
+            ["agent", "topic", "partition"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "agentstream_in_flight", "Events running now.", ["agent"], registry=r
+        )
+        self.buffered = Gauge(
+            "agentstream_buffered", "Events queued or running.", ["agent"], registry=r
+        )
+        self.paused = Gauge(
+            "agentstream_paused", "1 while consumption is paused.", ["agent"], registry=r
+        )
+        self.step_seconds = Histogram(
+            "agentstream_step_seconds",
+            "Latency of journaled steps.",
+            ["agent", "kind", "replayed"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_seconds = Histogram(
+            "agentstream_event_seconds",
+            "Latency of deliveries.",
+            ["agent", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    @property
+    def port(self) -> int | None:
+        """The port the endpoint listens on, once started."""
+        return None if self._server is None else int(self._server.server_port)
+
+    def serve(self) -> int:
+        """Start the HTTP endpoint now (idempotent); return its port."""
+        if self._server is None:
+            if self._want_port is None:
+                raise RuntimeError("PrometheusMiddleware was created without a port")
+            self._server, self._thread = start_http_server(
+                self._want_port, addr=self._host, registry=self.registry
+            )
+        return int(self._server.server_port)
+
+    def shutdown(self) -> None:
+        """Stop the HTTP endpoint."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    async def on_worker_start(self, inp: WorkerInput) -> None:
+        """Serve once the first worker starts."""
+        self._workers += 1
+        if self._want_port is not None:
+            self.serve()
+
+    async def on_worker_stop(self, inp: WorkerInput) -> None:
+        """Stop serving when the last worker stops."""
+        self._workers = max(0, self._workers - 1)
+        if self._workers == 0:
+            self.shutdown()
+
+    async def after_process(self, inp: ProcessOutcome) -> None:
+        """Deliveries, duplicates, avoided calls, delivery latency."""
+        self.deliveries.labels(inp.agent, inp.outcome).inc()
+        if inp.outcome == "duplicate":
+            self.duplicates.labels(inp.agent).inc()
+        if inp.llm_calls_replayed:
+            self.llm_avoided.labels(inp.agent).inc(inp.llm_calls_replayed)
+        self.event_seconds.labels(inp.agent, inp.outcome).observe(inp.duration_s)
+
+    async def after_llm_call(self, inp: LLMCallOutput) -> None:
+        """Model calls, tokens, cost, rate-limit rejections."""
+        model = inp.response.model if inp.response and inp.response.model else inp.request.model
+        status = "ok" if inp.error is None else type(inp.error).__name__
+        self.llm_calls.labels(inp.agent, model, status).inc()
+        if inp.response is not None:
+            usage = inp.response.usage
+            self.tokens.labels(inp.agent, model, "prompt").inc(usage.prompt_tokens)
+            self.tokens.labels(inp.agent, model, "completion").inc(usage.completion_tokens)
+            self.cost.labels(inp.agent, model).inc(inp.response.cost_usd)
+        if isinstance(inp.error, RateLimitedError):
+            self.rate_limit_waits.labels(inp.agent).inc()
+
+    async def after_step(self, inp: StepOutput) -> None:
+        """Step latency."""
+        self.step_seconds.labels(inp.agent, inp.kind, str(inp.replayed).lower()).observe(
+            inp.duration_s
+        )
+
+    async def on_retry(self, inp: RetryInput) -> None:
+        """Retries by class; backoff ordered by a rate limit."""
+        self.retries.labels(inp.agent, inp.failure_class).inc()
+        if isinstance(inp.error, RateLimitedError):
+            self.rate_limit_seconds.labels(inp.agent).inc(inp.delay_s)
+
+    async def on_dead_letter(self, inp: DeadLetterInput) -> None:
+        """Dead letters by class."""
+        self.dead_letters.labels(inp.agent, inp.failure_class).inc()
+
+    async def on_nondeterminism(self, inp: NonDeterminismInput) -> None:
+        """A resumed step's request differed from the recorded one."""
+        self.divergences.labels(inp.agent, "resume").inc()
+
+    async def on_poll(self, inp: PollInput) -> None:
+        """In flight, buffered, paused, lag."""
+        self.in_flight.labels(inp.agent).set(inp.in_flight)
+        self.buffered.labels(inp.agent).set(inp.buffered)
+        self.paused.labels(inp.agent).set(1 if inp.paused else 0)
+        if inp.lag is not None:
+            for tp, value in inp.lag.items():
+                if value is not None:
+                    self.lag.labels(inp.agent, tp.topic, str(tp.partition)).set(value)
+
+    def count_divergences(self, agent: str, n: int, source: str = "shadow") -> None:
+        """Record divergences found outside the runtime (a shadow or recorded replay)."""
+        if n:
+            self.divergences.labels(agent, source).inc(n)

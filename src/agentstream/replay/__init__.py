@@ -1,0 +1,21 @@
+"""Replay: rebuild outputs from the journal, or try a candidate agent on recorded traffic."""
+
+from agentstream.replay.runner import (
+    RecordedReport,
+    RecordedResult,
+    ShadowReport,
+    replay_recorded,
+    replay_shadow,
+    summarize,
+)
+from agentstream.replay.source import Selection
+
+__all__ = [
+    "RecordedReport",
+    "RecordedResult",
+    "Selection",
+    "ShadowReport",
+    "replay_recorded",
+    "replay_shadow",
+    "summarize",
+]

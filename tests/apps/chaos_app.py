@@ -1,0 +1,95 @@
+"""The agent under chaos: support-ticket triage with a refund effect, configured by env vars.
+
+CHAOS_BROKER, CHAOS_STORE   broker and journal URLs
+CHAOS_WORLD, CHAOS_CALLS    world file and simulator call log
+CHAOS_KILL_PLAN             comma list of point:ticket_id (before_llm, after_llm, after_effect,
+                            after_complete) where the worker SIGKILLs itself, once each
+CHAOS_LATENCY_MS            simulated model median latency
+CHAOS_LEASE_S               claim lease
+CHAOS_SOURCE, CHAOS_OUTPUT, CHAOS_DLQ   topic names
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from agentstream import App, Context, Retry, RuntimeConfig
+from agentstream.demo.scenario import Ticket
+from agentstream.demo.scenario import Triage as Decision
+from agentstream.llm.simulated import SimulatedProvider
+from agentstream.llm.simulator import SimulatorConfig
+from agentstream.middleware import CompletedInput, Middleware
+from tests.chaos.world import World
+
+env = os.environ.get
+
+
+world = World(env("CHAOS_WORLD", "world.db"), env("CHAOS_KILL_PLAN", ""))
+
+
+class KillAfterComplete(Middleware):
+    """Dies after the journal has the completion and before the offset is acknowledged."""
+
+    async def after_complete(self, inp: CompletedInput) -> None:
+        world.maybe_kill("after_complete", inp.event.identity)
+
+
+def _config() -> RuntimeConfig:
+    lease = float(env("CHAOS_LEASE_S", "2"))
+    return RuntimeConfig(
+        lease_s=lease,
+        session_timeout_s=float(env("CHAOS_SESSION_S", "2")),
+        heartbeat_s=0.3,
+        commit_interval_s=0.1,
+        shutdown_grace_s=2,
+        revoke_grace_s=1,
+        partitions=int(env("CHAOS_PARTITIONS", "8")),
+    )
+
+
+app = App(
+    "chaos",
+    broker=env("CHAOS_BROKER"),
+    store=env("CHAOS_STORE"),
+    llm=lambda: SimulatedProvider(
+        SimulatorConfig(latency_ms=float(env("CHAOS_LATENCY_MS", "20")), latency_sigma=0.8),
+        call_log=env("CHAOS_CALLS", "calls.db"),
+    ),
+    middleware=[KillAfterComplete()],
+    config=_config(),
+)
+
+
+@app.agent(
+    source=env("CHAOS_SOURCE", "tickets"),
+    key=lambda t: t.customer_id,
+    identity=lambda t: t.ticket_id,
+    output=env("CHAOS_OUTPUT", "decisions"),
+    dead_letter=env("CHAOS_DLQ", "tickets.dlq"),
+    concurrency=int(env("CHAOS_CONCURRENCY", "16")),
+    retry=Retry(attempts=25, backoff_initial=0.05, backoff_max=0.5),
+)
+async def triage(ctx: Context, ticket: Ticket) -> Decision:
+    world.maybe_kill("before_llm", ticket.ticket_id)
+    decision = await ctx.llm.parse(
+        Decision, system="Triage this support ticket.", user=ticket.text, temperature=0.0
+    )
+    world.maybe_kill("after_llm", ticket.ticket_id)
+    await asyncio.to_thread(
+        world.observe,
+        ticket.ticket_id,
+        ticket.customer_id,
+        ticket.seq,
+        decision.model_dump_json(),
+    )
+    if decision.refund:
+        await ctx.effect(
+            "refund",
+            world.refund,
+            ticket.ticket_id,
+            decision.refund_cents,
+            idempotency_key=ctx.key("refund"),
+            reconcile=world.lookup_refund,
+        )
+    return decision

@@ -1,0 +1,105 @@
+"""The outside world the chaos agent acts on: a payments table, observations and kill marks.
+
+It lives in its own SQLite file, written synchronously and committed at once, so that what the
+agent did survives the SIGKILL of the worker that did it. The effect counts every execution; it
+does not deduplicate on the idempotency key (a real payment API might, but then the test could
+not see a duplicate). ``lookup_refund`` is the reconcile function.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS refunds (
+    id INTEGER PRIMARY KEY, idem_key TEXT NOT NULL, ticket_id TEXT NOT NULL,
+    cents INTEGER NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refunds_key ON refunds (idem_key);
+CREATE TABLE IF NOT EXISTS observations (
+    id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+    seq INTEGER NOT NULL, decision TEXT NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kill_marks (point TEXT NOT NULL, ticket_id TEXT NOT NULL,
+    pid INTEGER NOT NULL, PRIMARY KEY (point, ticket_id));
+"""
+
+
+class World:
+    """Connection to the world file (one per process)."""
+
+    def __init__(self, path: str | Path, kill_plan: str = "") -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        with self._lock:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    self._conn.execute(stmt)
+        self.plan: set[tuple[str, str]] = set()
+        for item in filter(None, kill_plan.split(",")):
+            point, ticket = item.split(":", 1)
+            self.plan.add((point, ticket))
+
+    def refund(self, ticket_id: str, cents: int, idempotency_key: str) -> dict[str, Any]:
+        """The effect: move money. Counted on every execution."""
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT INTO refunds (idem_key, ticket_id, cents, pid, at) VALUES (?, ?, ?, ?, ?)",
+                (idempotency_key, ticket_id, cents, os.getpid(), time.time()),
+            )
+        # Refunds depend on random decisions, so this point is planned by count: "#40" fires
+        # right after the 40th refund row is written, whichever ticket it belongs to.
+        self.maybe_kill("after_effect", f"#{cur.lastrowid}")
+        return {"refund_id": cur.lastrowid}
+
+    def lookup_refund(self, idempotency_key: str) -> dict[str, Any] | None:
+        """Reconcile: the refund made under this key, if any."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id FROM refunds WHERE idem_key = ? ORDER BY id LIMIT 1", (idempotency_key,)
+            ).fetchone()
+        return None if row is None else {"refund_id": row[0]}
+
+    def observe(self, ticket_id: str, customer_id: str, seq: int, decision: str) -> None:
+        """Record the decision one execution of the handler saw."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO observations (ticket_id, customer_id, seq, decision, pid, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (ticket_id, customer_id, seq, decision, os.getpid(), time.time()),
+            )
+
+    def maybe_kill(self, point: str, ticket_id: str) -> None:
+        """SIGKILL this process if the plan says so and it has not fired yet."""
+        if (point, ticket_id) not in self.plan:
+            return
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO kill_marks (point, ticket_id, pid) VALUES (?, ?, ?)",
+                (point, ticket_id, os.getpid()),
+            )
+        if cur.rowcount == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def read_world(path: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the world file, per table."""
+    conn = sqlite3.connect(str(path))
+    conn.row_factory = sqlite3.Row
+    try:
+        return {
+            table: [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
+            for table in ("refunds", "observations", "kill_marks")
+        }
+    finally:
+        conn.close()

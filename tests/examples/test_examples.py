@@ -1,0 +1,59 @@
+"""The examples run as documented."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from agentstream.testing import AppHarness
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+async def test_the_support_triage_example_decides_every_ticket_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop("examples.support_triage", None)
+    module = importlib.import_module("examples.support_triage")
+    module.app.broker_url = module.app.store_url = f"sqlite:///{tmp_path / 'agentstream.db'}"
+    tickets = [json.loads(line) for line in (EXAMPLES / "tickets.jsonl").read_text().splitlines()]
+    async with AppHarness(module.app) as h:
+        await h.produce(
+            "tickets",
+            tickets * 2,
+            key=lambda t: t["customer_id"],
+            headers=lambda t: {"id": t["ticket_id"]},
+        )
+        await h.wait_drained()
+        outputs = h.read("triage")
+    assert len(outputs) == len(tickets)
+    refunds = module.payments.conn.execute("SELECT COUNT(*) FROM refunds").fetchone()[0]
+    decided = sum(1 for m in outputs if json.loads(m.value)["refund"])
+    assert refunds == decided
+
+
+async def test_the_fraud_review_example_replays_its_tool_loop_from_the_journal(
+    tmp_path, monkeypatch
+):
+    from agentstream.testing import run_agent
+
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop("examples.fraud_review", None)
+    module = importlib.import_module("examples.fraud_review")
+    module.app.broker_url = module.app.store_url = f"sqlite:///{tmp_path / 'agentstream.db'}"
+    payment = {
+        "payment_id": "P1",
+        "account_id": "A1",
+        "amount_cents": 990_000,
+        "merchant": "electronics",
+        "country": "BR",
+    }
+    first = await run_agent(module.app, "review", payment)
+    calls = module.app.provider().simulator.stats["requests"]
+    again = await run_agent(module.app, "review", payment, offset=1)
+    assert first.state == "completed" and again.outcome == "duplicate"
+    assert again.result == first.result
+    assert module.app.provider().simulator.stats["requests"] == calls
+    kinds = [s.kind for s in first.steps]
+    assert kinds.count("llm") >= 2 and kinds[-1] in ("llm", "effect")
