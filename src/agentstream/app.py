@@ -277,6 +277,8 @@ class App:
             if provider is not None:
                 await provider.aclose()
                 self._provider = None
+            if self.admission is not None:
+                await self.admission.stop()
             await store.close()
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):

@@ -41,6 +41,21 @@ BLOB_REF = "$blob"
 """Key of a blob reference, ``{"$blob": "sha256:..."}``, in a journaled LLM step's request."""
 
 
+def blob_refs(value: Any, found: set[str] | None = None) -> set[str]:
+    """Every blob digest referenced anywhere in a JSON value (a step request)."""
+    found = set() if found is None else found
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(BLOB_REF), str):
+            found.add(value[BLOB_REF])
+        else:
+            for item in value.values():
+                blob_refs(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            blob_refs(item, found)
+    return found
+
+
 class EventState(enum.StrEnum):
     """Where an event is in its lifecycle."""
 

@@ -12,20 +12,8 @@ import json
 import sqlite3
 from collections.abc import Callable, Collection, Mapping
 
-from agentstream.journal.base import BLOB_REF
+from agentstream.journal.base import blob_refs
 from agentstream.sqlite_db import SqliteDatabase
-
-
-def _refs(value: object, found: set[str]) -> None:
-    if isinstance(value, dict):
-        if len(value) == 1 and isinstance(value.get(BLOB_REF), str):
-            found.add(value[BLOB_REF])
-            return
-        for item in value.values():
-            _refs(item, found)
-    elif isinstance(value, list):
-        for item in value:
-            _refs(item, found)
 
 
 def prune_blobs(conn: sqlite3.Connection, before: float) -> int:
@@ -43,7 +31,7 @@ def prune_blobs(conn: sqlite3.Connection, before: float) -> int:
     for (request,) in conn.execute(
         "SELECT request FROM as_steps WHERE kind = 'llm' AND request LIKE '%\"$blob\"%'"
     ):
-        _refs(json.loads(request), referenced)
+        blob_refs(json.loads(request), referenced)
     conn.execute("DROP TABLE IF EXISTS temp.as_keep_blobs")
     conn.execute("CREATE TEMP TABLE as_keep_blobs (digest TEXT PRIMARY KEY)")
     conn.executemany("INSERT INTO temp.as_keep_blobs VALUES (?)", [(d,) for d in referenced])

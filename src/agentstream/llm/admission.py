@@ -245,6 +245,10 @@ class AdmissionControl(Middleware):
         self._loop = None
         self._bind_loop()
 
+    async def stop(self) -> None:
+        """Release the bucket store (its connections) after the workers stopped."""
+        await self._buckets.close()
+
     def _bind_loop(self) -> None:
         """Start per-loop state afresh when used from another event loop (locks bind to one)."""
         loop = asyncio.get_running_loop()

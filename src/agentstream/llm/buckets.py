@@ -11,7 +11,8 @@ Limits must hold across worker processes, so the state lives where every process
 
 * :class:`LocalBuckets`: in-process (a single worker, or tests);
 * :class:`SqliteBuckets`: a table in the SQLite journal file (the embedded default);
-* ``agentstream.llm.buckets_postgres.PostgresBuckets``: a table in the PostgreSQL journal.
+* :class:`~agentstream.llm.buckets_postgres.PostgresBuckets`: a table in the PostgreSQL
+  journal's schema (workers on many hosts).
 
 Every implementation runs the same arithmetic (:func:`decide`) inside one atomic
 read-modify-write, so N processes share one quota instead of getting N of them.
@@ -19,11 +20,12 @@ read-modify-write, so N processes share one quota instead of getting N of them.
 
 from __future__ import annotations
 
+import importlib
 import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from agentstream.journal.base import Store
@@ -144,6 +146,10 @@ class BucketStore(Protocol):
         """Create what the store needs (tables)."""
         ...
 
+    async def close(self) -> None:
+        """Release what :meth:`open` acquired."""
+        ...
+
     async def take(self, takes: Sequence[Take], now: float) -> float:
         """Take every amount or none; return 0.0 when granted, else seconds to wait."""
         ...
@@ -191,6 +197,9 @@ class LocalBuckets:
 
     async def open(self) -> None:
         """Nothing to create."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
     async def take(self, takes: Sequence[Take], now: float) -> float:
         """Take every amount or none (see :func:`decide`)."""
@@ -264,6 +273,9 @@ class SqliteBuckets:
 
         await self.db.write(op)
 
+    async def close(self) -> None:
+        """Nothing to release: the database belongs to the journal."""
+
     async def take(self, takes: Sequence[Take], now: float) -> float:
         """Take every amount or none, atomically across processes."""
         specs = [t.bucket for t in takes]
@@ -322,4 +334,14 @@ def buckets_for_store(store: Store | None) -> BucketStore:
 
     if isinstance(store, SqliteStore):
         return SqliteBuckets(store.db)
+    try:
+        postgres = importlib.import_module("agentstream.journal.postgres")
+    except ImportError:  # PostgreSQL support not installed
+        return LocalBuckets()
+    store_class: Any = getattr(postgres, "PostgresStore", None)
+    if store_class is not None and isinstance(store, store_class):
+        from agentstream.llm.buckets_postgres import PostgresBuckets
+
+        pg: Any = store
+        return PostgresBuckets(pg.conninfo, schema=pg.schema)
     return LocalBuckets()
