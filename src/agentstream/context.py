@@ -50,6 +50,7 @@ from agentstream.middleware import (
     Middleware,
     MiddlewareStack,
     NonDeterminismInput,
+    RateLimitWaitInput,
     StepOutput,
 )
 
@@ -459,9 +460,14 @@ class Context:
         waited = 0.0
         while True:
             if self._mw.wants(Middleware.before_llm_call):
+                admitting = time.monotonic()
                 await self._mw.before_llm_call(
                     LLMCallInput(self._spec.name, self.event, seq, request, estimate)
                 )
+                if retry is not None and time.monotonic() - admitting > 0.001:
+                    await self._rate_limit_wait(
+                        seq, request, "admission", time.monotonic() - admitting
+                    )
             started = time.monotonic()
             response: LLMResponse | None = None
             error: Exception | None = None
@@ -492,7 +498,16 @@ class Context:
                 raise error
             waited += delay
             self.rate_limit_waits += 1
+            await self._rate_limit_wait(seq, request, "retry_after", delay)
             await asyncio.sleep(delay)
+
+    async def _rate_limit_wait(
+        self, seq: int, request: LLMRequest, reason: str, delay_s: float
+    ) -> None:
+        if self._mw.wants(Middleware.on_rate_limit_wait):
+            await self._mw.on_rate_limit_wait(
+                RateLimitWaitInput(self._spec.name, self.event, seq, request.model, reason, delay_s)
+            )
 
     def _input_hash(self) -> str:
         return hashlib.sha256(self.event.message.value).hexdigest()

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
-from agentstream import Context, Retry
+from agentstream import Context, Middleware, Retry
 from agentstream.llm.admission import AdmissionControl, ModelLimits
+from agentstream.middleware import RateLimitWaitInput
 from agentstream.testing import AppHarness
 from tests.llm.conftest import open_store
 
 EVENTS = 60
+
+
+class Waits(Middleware):
+    def __init__(self) -> None:
+        self.seen: list[RateLimitWaitInput] = []
+
+    async def on_rate_limit_wait(self, inp: RateLimitWaitInput) -> None:
+        self.seen.append(inp)
 
 
 def storm_agent(app, retry: Retry | None = None) -> None:
@@ -34,7 +43,8 @@ async def test_a_429_storm_is_absorbed_without_failed_attempts_or_dead_letters(
     # The provider allows 10 requests per 2 s; 60 events arrive at once, 16 keys at a time,
     # and admission control knows no limits in advance (learning is off): every 429 is real.
     sim = simulator(rpm=10, window_s=2.0, latency_ms=20)
-    app = make_app(sim, admission=AdmissionControl(learn_from_headers=False))
+    waits = Waits()
+    app = make_app(sim, admission=AdmissionControl(learn_from_headers=False), middleware=[waits])
     storm_agent(app, retry=Retry(attempts=2, backoff_initial=0.05))
 
     async with AppHarness(app) as h:
@@ -57,6 +67,9 @@ async def test_a_429_storm_is_absorbed_without_failed_attempts_or_dead_letters(
         range(EVENTS)
     )
     assert len([c for c in sim.calls if c.status == 200]) == EVENTS
+    retried = [w for w in waits.seen if w.reason == "retry_after"]
+    assert len(retried) == len(rejected)  # every 429 was a wait, reported to middleware
+    assert any(w.reason == "admission" for w in waits.seen)
 
 
 async def test_without_admission_control_the_same_storm_burns_attempts_and_dead_letters(
