@@ -16,23 +16,16 @@ same key when declared ``idempotent``, or else marked ``unknown`` and the event 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
-import inspect
 import time
-import typing
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import pydantic
-
 from agentstream.agent import AgentSpec, NonDeterminismPolicy
-from agentstream.codec import encode_value, fingerprint, to_jsonable
+from agentstream.codec import call_maybe_async, fingerprint, return_adapter, to_jsonable
 from agentstream.event import Event, Headers, OutgoingRecord, headers_from_mapping
 from agentstream.failures import (
-    BudgetExceededError,
     EffectOutcomeUnknown,
     NonDeterminismError,
     RateLimitedError,
@@ -53,6 +46,7 @@ from agentstream.middleware import (
     RateLimitWaitInput,
     StepOutput,
 )
+from agentstream.outputs import Emitted, build_outputs
 
 if TYPE_CHECKING:
     from agentstream.journal.base import EventJournal
@@ -60,10 +54,6 @@ if TYPE_CHECKING:
     from agentstream.llm.base import LLMProvider
 
 T = TypeVar("T")
-
-EVENT_ID_HEADER = "agentstream-event-id"
-OUTPUT_ID_HEADER = "agentstream-output-id"
-AGENT_HEADER = "agentstream-agent"
 
 
 class RecordedAnswers(Protocol):
@@ -86,46 +76,6 @@ class RecordedAnswers(Protocol):
     def unanswered_effect(self, name: str) -> None:
         """An effect has no recorded answer: raise to fail the replay, return to suppress it."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Emitted:
-    """An output the agent emitted with ``ctx.emit``."""
-
-    value: Any
-    topic: str | None
-    key: bytes | None
-    headers: Headers
-
-
-@functools.lru_cache(maxsize=1024)
-def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
-    if annotation is None or annotation is inspect.Signature.empty or annotation is Any:
-        return None
-    try:
-        return pydantic.TypeAdapter(annotation)
-    except (pydantic.PydanticSchemaGenerationError, TypeError):
-        return None
-
-
-def _return_adapter(fn: Callable[..., Any]) -> pydantic.TypeAdapter[Any] | None:
-    try:
-        hints = typing.get_type_hints(fn)
-    except (NameError, TypeError):
-        return None
-    if "return" not in hints:
-        return None
-    ret = hints["return"]
-    if typing.get_origin(ret) in (Awaitable, typing.Coroutine):
-        ret = typing.get_args(ret)[-1]
-    return _adapter(ret)
-
-
-async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    result = fn(*args, **kwargs)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 class Context:
@@ -235,32 +185,14 @@ class Context:
 
         ``extra_headers`` (from middleware, e.g. trace context) go on every record, last.
         """
-        items = list(self._emitted)
-        if result is not None:
-            items.append(Emitted(result, None, None, ()))
-        records: list[OutgoingRecord] = []
-        for n, item in enumerate(items):
-            topic = item.topic or self._spec.output
-            if topic is None:
-                continue
-            output_id = f"{self.event.identity}:{n}"
-            headers: Headers = (
-                (EVENT_ID_HEADER, self.event.identity.encode()),
-                (OUTPUT_ID_HEADER, output_id.encode()),
-                (AGENT_HEADER, self._spec.name.encode()),
-                *item.headers,
-                *extra_headers,
-            )
-            records.append(
-                OutgoingRecord(
-                    topic=topic,
-                    key=item.key if item.key is not None else self.event.key.encode(),
-                    value=encode_value(item.value),
-                    headers=headers,
-                    dedupe_id=f"{self._spec.name}:{output_id}",
-                )
-            )
-        return records
+        return build_outputs(
+            agent=self._spec.name,
+            default_topic=self._spec.output,
+            event=self.event,
+            emitted=self._emitted,
+            result=result,
+            extra_headers=extra_headers,
+        )
 
     async def step(
         self, name: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any
@@ -271,9 +203,9 @@ class Context:
         and is validated back into ``fn``'s return annotation.
         """
         request = {"args": to_jsonable(args), "kwargs": to_jsonable(kwargs)}
-        adapter = _return_adapter(fn)
+        adapter = return_adapter(fn)
         value = await self._journaled(
-            StepKind.STEP, name, request, lambda: _call(fn, *args, **kwargs), meta={}
+            StepKind.STEP, name, request, lambda: call_maybe_async(fn, *args, **kwargs), meta={}
         )
         return value if adapter is None else adapter.validate_python(value)  # type: ignore[no-any-return]
 
@@ -308,7 +240,7 @@ class Context:
         if idem_key not in self.issued_keys:
             self.issued_keys.append(idem_key)
         request = {"args": to_jsonable(args), "kwargs": to_jsonable(kwargs)}
-        adapter = _return_adapter(fn)
+        adapter = return_adapter(fn)
         seq = self._seq
         self._seq += 1
         fp = fingerprint("effect", name, request)
@@ -346,7 +278,7 @@ class Context:
             reconciled = False
             if rec is not None and rec.status == StepStatus.STARTED:
                 if reconcile is not None:
-                    found = await _call(reconcile, idem_key)
+                    found = await call_maybe_async(reconcile, idem_key)
                     if found is not None:
                         result, reconciled = to_jsonable(found), True
                 elif not idempotent:
@@ -369,7 +301,7 @@ class Context:
                     started_at=self._clock(),
                 )
                 await self._store.write_step(self._spec.name, self.identity, self._epoch, intent)
-                result = to_jsonable(await _call(fn, *args, **kwargs))
+                result = to_jsonable(await call_maybe_async(fn, *args, **kwargs))
             done = StepRecord(
                 seq=seq,
                 kind=StepKind.EFFECT,
@@ -390,14 +322,18 @@ class Context:
     async def now(self) -> float:
         """Wall-clock seconds, recorded once per event (replay-safe)."""
         value: float = await self._journaled(
-            StepKind.STEP, "now", None, lambda: _call(time.time), meta={}
+            StepKind.STEP, "now", None, lambda: call_maybe_async(time.time), meta={}
         )
         return value
 
     async def uuid(self) -> str:
         """A random UUID, recorded once per event (replay-safe)."""
         value: str = await self._journaled(
-            StepKind.STEP, "uuid", None, lambda: _call(lambda: str(uuid.uuid4())), meta={}
+            StepKind.STEP,
+            "uuid",
+            None,
+            lambda: call_maybe_async(lambda: str(uuid.uuid4())),
+            meta={},
         )
         return value
 
@@ -513,21 +449,12 @@ class Context:
         return hashlib.sha256(self.event.message.value).hexdigest()
 
     def _check_budget(self, estimate: int) -> None:
-        budget = self._spec.budget
-        if budget.max_llm_calls is not None and self._spent_calls >= budget.max_llm_calls:
-            raise BudgetExceededError(
-                f"per-event ceiling of {budget.max_llm_calls} LLM calls reached"
-            )
-        if budget.max_tokens is not None and self._spent_tokens + estimate > budget.max_tokens:
-            raise BudgetExceededError(
-                f"per-event ceiling of {budget.max_tokens} tokens reached "
-                f"({self._spent_tokens} used, next call needs about {estimate})"
-            )
-        if budget.max_cost_usd is not None and self._spent_cost >= budget.max_cost_usd:
-            raise BudgetExceededError(
-                f"per-event ceiling of ${budget.max_cost_usd:.4f} reached "
-                f"(${self._spent_cost:.4f} spent)"
-            )
+        self._spec.budget.check(
+            calls=self._spent_calls,
+            tokens=self._spent_tokens,
+            cost_usd=self._spent_cost,
+            next_call_tokens=estimate,
+        )
 
     async def _journaled(
         self,
