@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from agentstream.event import IdentitySpec, Message
 from agentstream.failures import (
+    BudgetExceededError,
     ConfigurationError,
     OversizedPayload,
     PoisonError,
@@ -68,6 +69,29 @@ class Budget:
     max_llm_calls: int | None = 50
     max_tokens: int | None = None
     max_cost_usd: float | None = None
+
+    def check(self, *, calls: int, tokens: int, cost_usd: float, next_call_tokens: int) -> None:
+        """Raise BudgetExceededError if one more call would pass a ceiling.
+
+        Args:
+            calls: Model calls the event has made so far (all attempts).
+            tokens: Tokens it has used so far.
+            cost_usd: Money it has spent so far.
+            next_call_tokens: Estimated tokens of the call about to be made.
+        """
+        if self.max_llm_calls is not None and calls >= self.max_llm_calls:
+            raise BudgetExceededError(
+                f"per-event ceiling of {self.max_llm_calls} LLM calls reached"
+            )
+        if self.max_tokens is not None and tokens + next_call_tokens > self.max_tokens:
+            raise BudgetExceededError(
+                f"per-event ceiling of {self.max_tokens} tokens reached "
+                f"({tokens} used, next call needs about {next_call_tokens})"
+            )
+        if self.max_cost_usd is not None and cost_usd >= self.max_cost_usd:
+            raise BudgetExceededError(
+                f"per-event ceiling of ${self.max_cost_usd:.4f} reached (${cost_usd:.4f} spent)"
+            )
 
 
 @dataclass(frozen=True)

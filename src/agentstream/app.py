@@ -24,6 +24,7 @@ from agentstream.backends import DEFAULT_URL, Backends, scheme_of
 from agentstream.config import RuntimeConfig
 from agentstream.event import IdentitySpec
 from agentstream.failures import ConfigurationError, Retry
+from agentstream.llm.admission import AdmissionControl
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import Middleware, MiddlewareStack
 from agentstream.runtime.relay import OutboxRelay
@@ -46,6 +47,11 @@ class App:
         llm: LLM provider, or a zero-argument factory called once per worker process.
         middleware: Middleware, in order.
         config: Runtime settings.
+        admission: Admission control for model calls (per-model RPM/TPM buckets shared through
+            the journal, AIMD concurrency, 429s absorbed by waiting, per-agent spend budgets).
+            Default: an :class:`~agentstream.llm.admission.AdmissionControl` that learns limits
+            from rate-limit headers, whenever ``llm`` is set. ``False`` turns it off: a 429
+            then fails the event's attempt like any transient error.
 
     Example::
 
@@ -65,6 +71,7 @@ class App:
         llm: ProviderSpec = None,
         middleware: Sequence[Middleware] = (),
         config: RuntimeConfig | None = None,
+        admission: AdmissionControl | bool | None = None,
     ) -> None:
         if not name:
             raise ConfigurationError("App needs a name")
@@ -78,6 +85,19 @@ class App:
         self._llm = llm
         self._provider: LLMProvider | None = None
         self.middleware = MiddlewareStack(middleware)
+        listed = [m for m in middleware if isinstance(m, AdmissionControl)]
+        if isinstance(admission, AdmissionControl):
+            self.admission: AdmissionControl | None = admission
+        elif admission is False:
+            self.admission = None
+        else:
+            self.admission = (
+                listed[0] if listed else AdmissionControl() if llm is not None else None
+            )
+        if self.admission is not None and self.admission not in listed:
+            # Last in the stack: its before_llm_call runs right before the call, after every
+            # other middleware had its say, and its after_llm_call runs first.
+            self.middleware.add(self.admission)
         self.config = config or RuntimeConfig()
         self.agents: dict[str, AgentSpec] = {}
 
@@ -213,6 +233,8 @@ class App:
         backends = self.backends()
         store = backends.store()
         await store.open()
+        if self.admission is not None:
+            await self.admission.start(store)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         relay_transport = backends.transport()
         await relay_transport.start()
@@ -229,6 +251,7 @@ class App:
                 owner=owner,
                 group=self.group_of(spec),
                 relay=relay,
+                rate_limit_retry=self.admission.retry if self.admission is not None else None,
             )
             for spec in specs
         ]
@@ -254,6 +277,8 @@ class App:
             if provider is not None:
                 await provider.aclose()
                 self._provider = None
+            if self.admission is not None:
+                await self.admission.stop()
             await store.close()
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):

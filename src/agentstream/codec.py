@@ -6,10 +6,15 @@ SHA-256 over canonical JSON (sorted keys, no whitespace, non-JSON values rendere
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
+import typing
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pydantic
 import pydantic_core
 from pydantic import BaseModel
 
@@ -42,3 +47,39 @@ def encode_value(value: Any) -> bytes:
     if isinstance(value, BaseModel):
         return value.model_dump_json().encode("utf-8")
     return json.dumps(to_jsonable(value), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
+    if annotation is None or annotation is inspect.Signature.empty or annotation is Any:
+        return None
+    try:
+        return pydantic.TypeAdapter(annotation)
+    except (pydantic.PydanticSchemaGenerationError, TypeError):
+        return None
+
+
+def return_adapter(fn: Callable[..., Any]) -> pydantic.TypeAdapter[Any] | None:
+    """A validator for ``fn``'s return annotation (unwrapping coroutines), or None.
+
+    Journaled results are validated back into this type on both live and resumed runs, so the
+    agent sees equal values either way.
+    """
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        return None
+    if "return" not in hints:
+        return None
+    ret = hints["return"]
+    if typing.get_origin(ret) in (Awaitable, typing.Coroutine):
+        ret = typing.get_args(ret)[-1]
+    return _adapter(ret)
+
+
+async def call_maybe_async(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` and await the result when it is awaitable."""
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    return result

@@ -15,49 +15,45 @@ same key when declared ``idempotent``, or else marked ``unknown`` and the event 
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import hashlib
-import inspect
 import time
-import typing
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import pydantic
-
 from agentstream.agent import AgentSpec, NonDeterminismPolicy
-from agentstream.codec import encode_value, fingerprint, to_jsonable
+from agentstream.codec import call_maybe_async, fingerprint, return_adapter, to_jsonable
 from agentstream.event import Event, Headers, OutgoingRecord, headers_from_mapping
 from agentstream.failures import (
-    BudgetExceededError,
     EffectOutcomeUnknown,
     NonDeterminismError,
+    RateLimitedError,
     StepNotRecorded,
 )
 from agentstream.journal.base import StepKind, StepRecord, StepStatus
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.client import LLMClient
-from agentstream.llm.simulator import count_tokens
+from agentstream.llm.tokens import estimate_prompt_tokens
+from agentstream.llm.transcripts import compact_request
+from agentstream.llm.wire import chat_body
 from agentstream.middleware import (
     LLMCallInput,
     LLMCallOutput,
     Middleware,
     MiddlewareStack,
     NonDeterminismInput,
+    RateLimitWaitInput,
     StepOutput,
 )
+from agentstream.outputs import Emitted, build_outputs
 
 if TYPE_CHECKING:
     from agentstream.journal.base import EventJournal
+    from agentstream.llm.admission import RateLimitRetry
     from agentstream.llm.base import LLMProvider
 
 T = TypeVar("T")
-
-EVENT_ID_HEADER = "agentstream-event-id"
-OUTPUT_ID_HEADER = "agentstream-output-id"
-AGENT_HEADER = "agentstream-agent"
 
 
 class RecordedAnswers(Protocol):
@@ -82,53 +78,18 @@ class RecordedAnswers(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Emitted:
-    """An output the agent emitted with ``ctx.emit``."""
-
-    value: Any
-    topic: str | None
-    key: bytes | None
-    headers: Headers
-
-
-@functools.lru_cache(maxsize=1024)
-def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
-    if annotation is None or annotation is inspect.Signature.empty or annotation is Any:
-        return None
-    try:
-        return pydantic.TypeAdapter(annotation)
-    except (pydantic.PydanticSchemaGenerationError, TypeError):
-        return None
-
-
-def _return_adapter(fn: Callable[..., Any]) -> pydantic.TypeAdapter[Any] | None:
-    try:
-        hints = typing.get_type_hints(fn)
-    except (NameError, TypeError):
-        return None
-    if "return" not in hints:
-        return None
-    ret = hints["return"]
-    if typing.get_origin(ret) in (Awaitable, typing.Coroutine):
-        ret = typing.get_args(ret)[-1]
-    return _adapter(ret)
-
-
-async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    result = fn(*args, **kwargs)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
 class Context:
     """What an agent's handler receives as ``ctx``.
+
+    A model call answered 429 is called again after the provider's ``Retry-After`` when the
+    app has admission control (``rate_limit_retry``): the wait is counted in
+    ``rate_limit_waits``, not as a failed attempt of the event.
 
     Attributes:
         event: The event being processed (identity, key, source message, payload).
         attempt: This processing attempt, from 1 (durable across restarts).
         llm: Journaled model calls (``await ctx.llm(...)``, ``ctx.llm.parse(...)``).
+        rate_limit_waits: 429 answers absorbed by waiting during this delivery.
     """
 
     def __init__(
@@ -144,6 +105,7 @@ class Context:
         middleware: MiddlewareStack,
         clock: Callable[[], float] = time.time,
         answers: RecordedAnswers | None = None,
+        rate_limit_retry: RateLimitRetry | None = None,
     ) -> None:
         self.event = event
         self._answers = answers
@@ -162,6 +124,8 @@ class Context:
         self.llm_calls = 0
         self.llm_calls_replayed = 0
         self.steps_replayed = 0
+        self.rate_limit_waits = 0
+        self._rate_limit_retry = rate_limit_retry
         self._spent_calls = sum(1 for s in recorded if s.kind == StepKind.LLM)
         self._spent_tokens = sum(int(s.meta.get("total_tokens", 0)) for s in recorded)
         self._spent_cost = sum(float(s.meta.get("cost_usd", 0.0)) for s in recorded)
@@ -221,32 +185,14 @@ class Context:
 
         ``extra_headers`` (from middleware, e.g. trace context) go on every record, last.
         """
-        items = list(self._emitted)
-        if result is not None:
-            items.append(Emitted(result, None, None, ()))
-        records: list[OutgoingRecord] = []
-        for n, item in enumerate(items):
-            topic = item.topic or self._spec.output
-            if topic is None:
-                continue
-            output_id = f"{self.event.identity}:{n}"
-            headers: Headers = (
-                (EVENT_ID_HEADER, self.event.identity.encode()),
-                (OUTPUT_ID_HEADER, output_id.encode()),
-                (AGENT_HEADER, self._spec.name.encode()),
-                *item.headers,
-                *extra_headers,
-            )
-            records.append(
-                OutgoingRecord(
-                    topic=topic,
-                    key=item.key if item.key is not None else self.event.key.encode(),
-                    value=encode_value(item.value),
-                    headers=headers,
-                    dedupe_id=f"{self._spec.name}:{output_id}",
-                )
-            )
-        return records
+        return build_outputs(
+            agent=self._spec.name,
+            default_topic=self._spec.output,
+            event=self.event,
+            emitted=self._emitted,
+            result=result,
+            extra_headers=extra_headers,
+        )
 
     async def step(
         self, name: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any
@@ -257,9 +203,9 @@ class Context:
         and is validated back into ``fn``'s return annotation.
         """
         request = {"args": to_jsonable(args), "kwargs": to_jsonable(kwargs)}
-        adapter = _return_adapter(fn)
+        adapter = return_adapter(fn)
         value = await self._journaled(
-            StepKind.STEP, name, request, lambda: _call(fn, *args, **kwargs), meta={}
+            StepKind.STEP, name, request, lambda: call_maybe_async(fn, *args, **kwargs), meta={}
         )
         return value if adapter is None else adapter.validate_python(value)  # type: ignore[no-any-return]
 
@@ -294,7 +240,7 @@ class Context:
         if idem_key not in self.issued_keys:
             self.issued_keys.append(idem_key)
         request = {"args": to_jsonable(args), "kwargs": to_jsonable(kwargs)}
-        adapter = _return_adapter(fn)
+        adapter = return_adapter(fn)
         seq = self._seq
         self._seq += 1
         fp = fingerprint("effect", name, request)
@@ -332,7 +278,7 @@ class Context:
             reconciled = False
             if rec is not None and rec.status == StepStatus.STARTED:
                 if reconcile is not None:
-                    found = await _call(reconcile, idem_key)
+                    found = await call_maybe_async(reconcile, idem_key)
                     if found is not None:
                         result, reconciled = to_jsonable(found), True
                 elif not idempotent:
@@ -355,7 +301,7 @@ class Context:
                     started_at=self._clock(),
                 )
                 await self._store.write_step(self._spec.name, self.identity, self._epoch, intent)
-                result = to_jsonable(await _call(fn, *args, **kwargs))
+                result = to_jsonable(await call_maybe_async(fn, *args, **kwargs))
             done = StepRecord(
                 seq=seq,
                 kind=StepKind.EFFECT,
@@ -376,14 +322,18 @@ class Context:
     async def now(self) -> float:
         """Wall-clock seconds, recorded once per event (replay-safe)."""
         value: float = await self._journaled(
-            StepKind.STEP, "now", None, lambda: _call(time.time), meta={}
+            StepKind.STEP, "now", None, lambda: call_maybe_async(time.time), meta={}
         )
         return value
 
     async def uuid(self) -> str:
         """A random UUID, recorded once per event (replay-safe)."""
         value: str = await self._journaled(
-            StepKind.STEP, "uuid", None, lambda: _call(lambda: str(uuid.uuid4())), meta={}
+            StepKind.STEP,
+            "uuid",
+            None,
+            lambda: call_maybe_async(lambda: str(uuid.uuid4())),
+            meta={},
         )
         return value
 
@@ -398,35 +348,9 @@ class Context:
                 raise RuntimeError(
                     f"agent {self._spec.name!r} called ctx.llm but the app has no LLM provider"
                 )
-            estimate = count_tokens(str(request.messages))
-            self._check_budget(estimate)
-            if self._mw.wants(Middleware.before_llm_call):
-                await self._mw.before_llm_call(
-                    LLMCallInput(self._spec.name, self.event, seq, request, estimate)
-                )
-            started = time.monotonic()
-            response: LLMResponse | None = None
-            error: BaseException | None = None
-            try:
-                response = await self._provider.complete(
-                    request, step_key=f"{self._spec.name}/{self.identity}/{seq}"
-                )
-            except Exception as exc:
-                error = exc
-                raise
-            finally:
-                if self._mw.wants(Middleware.after_llm_call):
-                    await self._mw.after_llm_call(
-                        LLMCallOutput(
-                            self._spec.name,
-                            self.event,
-                            seq,
-                            request,
-                            response,
-                            error,
-                            time.monotonic() - started,
-                        )
-                    )
+            estimate = estimate_prompt_tokens(chat_body(request))
+            self._check_budget(estimate + (request.max_tokens or 0))
+            response = await self._call_provider(self._provider, request, seq, estimate)
             self.llm_calls += 1
             self._spent_calls += 1
             self._spent_tokens += response.usage.total_tokens
@@ -451,35 +375,86 @@ class Context:
                 "response_id": result.get("id"),
             }
 
+        compacted, blobs = compact_request(request.model_dump(mode="json"))
         value = await self._journaled(
             StepKind.LLM,
             name,
-            request.model_dump(mode="json"),
+            compacted,
             execute,
             meta=meta_of,
             fp=request.fingerprint(),
+            blobs=blobs,
         )
         return LLMResponse.model_validate(value)
+
+    async def _call_provider(
+        self, provider: LLMProvider, request: LLMRequest, seq: int, estimate: int
+    ) -> LLMResponse:
+        """One model call through the middleware; 429s absorbed by waiting when configured."""
+        step_key = f"{self._spec.name}/{self.identity}/{seq}"
+        retry = self._rate_limit_retry
+        waited = 0.0
+        while True:
+            if self._mw.wants(Middleware.before_llm_call):
+                admitting = time.monotonic()
+                await self._mw.before_llm_call(
+                    LLMCallInput(self._spec.name, self.event, seq, request, estimate)
+                )
+                if retry is not None and time.monotonic() - admitting > 0.001:
+                    await self._rate_limit_wait(
+                        seq, request, "admission", time.monotonic() - admitting
+                    )
+            started = time.monotonic()
+            response: LLMResponse | None = None
+            error: Exception | None = None
+            try:
+                response = await provider.complete(request, step_key=step_key)
+            except Exception as exc:
+                error = exc
+            finally:
+                if self._mw.wants(Middleware.after_llm_call):
+                    await self._mw.after_llm_call(
+                        LLMCallOutput(
+                            self._spec.name,
+                            self.event,
+                            seq,
+                            request,
+                            response,
+                            error,
+                            time.monotonic() - started,
+                        )
+                    )
+            if response is not None:
+                return response
+            assert error is not None
+            if retry is None or not isinstance(error, RateLimitedError):
+                raise error
+            delay = retry.delay(error)
+            if retry.max_wait_s is not None and waited + delay > retry.max_wait_s:
+                raise error
+            waited += delay
+            self.rate_limit_waits += 1
+            await self._rate_limit_wait(seq, request, "retry_after", delay)
+            await asyncio.sleep(delay)
+
+    async def _rate_limit_wait(
+        self, seq: int, request: LLMRequest, reason: str, delay_s: float
+    ) -> None:
+        if self._mw.wants(Middleware.on_rate_limit_wait):
+            await self._mw.on_rate_limit_wait(
+                RateLimitWaitInput(self._spec.name, self.event, seq, request.model, reason, delay_s)
+            )
 
     def _input_hash(self) -> str:
         return hashlib.sha256(self.event.message.value).hexdigest()
 
     def _check_budget(self, estimate: int) -> None:
-        budget = self._spec.budget
-        if budget.max_llm_calls is not None and self._spent_calls >= budget.max_llm_calls:
-            raise BudgetExceededError(
-                f"per-event ceiling of {budget.max_llm_calls} LLM calls reached"
-            )
-        if budget.max_tokens is not None and self._spent_tokens + estimate > budget.max_tokens:
-            raise BudgetExceededError(
-                f"per-event ceiling of {budget.max_tokens} tokens reached "
-                f"({self._spent_tokens} used, next call needs about {estimate})"
-            )
-        if budget.max_cost_usd is not None and self._spent_cost >= budget.max_cost_usd:
-            raise BudgetExceededError(
-                f"per-event ceiling of ${budget.max_cost_usd:.4f} reached "
-                f"(${self._spent_cost:.4f} spent)"
-            )
+        self._spec.budget.check(
+            calls=self._spent_calls,
+            tokens=self._spent_tokens,
+            cost_usd=self._spent_cost,
+            next_call_tokens=estimate,
+        )
 
     async def _journaled(
         self,
@@ -490,6 +465,7 @@ class Context:
         *,
         meta: dict[str, Any] | Callable[[Any], dict[str, Any]],
         fp: str | None = None,
+        blobs: dict[str, str] | None = None,
     ) -> Any:
         seq = self._seq
         self._seq += 1
@@ -518,7 +494,7 @@ class Context:
                 await self._after_step(seq, kind, name, True, started)
                 return rec.result
         elif self._answers is not None:
-            return await self._answered(seq, kind, name, request, fp, meta, started, execute)
+            return await self._answered(seq, kind, name, request, fp, meta, started, execute, blobs)
         at = self._clock()
         result = to_jsonable(await execute())
         record = StepRecord(
@@ -533,6 +509,8 @@ class Context:
             started_at=at,
             finished_at=self._clock(),
         )
+        if blobs:
+            await self._store.put_blobs(blobs)
         await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
         await self._after_step(seq, kind, name, False, started)
         return result
@@ -576,6 +554,7 @@ class Context:
         meta: dict[str, Any] | Callable[[Any], dict[str, Any]],
         started: float,
         execute: Callable[[], Awaitable[Any]],
+        blobs: dict[str, str] | None = None,
     ) -> Any:
         """Replay: a step with no record at its position, answered or executed per policy."""
         assert self._answers is not None
@@ -606,6 +585,8 @@ class Context:
             started_at=at,
             finished_at=self._clock(),
         )
+        if blobs:
+            await self._store.put_blobs(blobs)
         await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
         await self._after_step(seq, kind, name, found is not None, started)
         return result

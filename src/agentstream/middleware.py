@@ -157,6 +157,24 @@ class PollInput:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitWaitInput:
+    """A model call that waited for rate-limit capacity instead of failing.
+
+    Attributes:
+        reason: ``admission`` (waited for budget, a slot or rate-limit permits before the
+            call) or ``retry_after`` (answered 429, waiting to call again).
+        delay_s: How long it waited.
+    """
+
+    agent: str
+    event: Event
+    seq: int
+    model: str
+    reason: str
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class OutputsInput:
     """An event about to complete with ``outputs`` records (asked for extra output headers)."""
 
@@ -204,6 +222,9 @@ class Middleware:
     async def on_poll(self, inp: PollInput) -> None:
         """The poll loop fetched a batch (or nothing)."""
 
+    async def on_rate_limit_wait(self, inp: RateLimitWaitInput) -> None:
+        """A model call waited for rate-limit capacity (not an attempt of the event)."""
+
     async def output_headers(self, inp: OutputsInput) -> Headers:
         """Headers to add to every output of the event (trace context, for example)."""
         return ()
@@ -229,6 +250,7 @@ _HOOKS: tuple[_Hook, ...] = (
     Middleware.after_complete,
     Middleware.on_nondeterminism,
     Middleware.on_poll,
+    Middleware.on_rate_limit_wait,
     Middleware.output_headers,
 )
 
@@ -342,6 +364,11 @@ class MiddlewareStack:
         """Dispatch ``on_poll``."""
         for m in self._order(Middleware.on_poll, True):
             await m.on_poll(inp)
+
+    async def on_rate_limit_wait(self, inp: RateLimitWaitInput) -> None:
+        """Dispatch ``on_rate_limit_wait``."""
+        for m in self._order(Middleware.on_rate_limit_wait, True):
+            await m.on_rate_limit_wait(inp)
 
     async def output_headers(self, inp: OutputsInput) -> Headers:
         """Dispatch ``output_headers``: every answer, in list order."""

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from agentstream.backends import sqlite_path
-from agentstream.context import EVENT_ID_HEADER
+from agentstream.outputs import EVENT_ID_HEADER
 from agentstream.transports.embedded import read_topic
 from tests.chaos.harness import KILL_POINTS, ChaosPlan, run_chaos, verify
 

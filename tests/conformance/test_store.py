@@ -513,3 +513,53 @@ async def test_complete_many_fences_each_item_on_its_own(make_store):
     assert errors[0] is None and isinstance(errors[1], FencedError)
     assert (await store.get_event("a", "good")).state == EventState.COMPLETED
     assert (await store.get_event("a", "stale")).state == EventState.CLAIMED
+
+
+async def test_blobs_are_stored_once_by_digest_and_read_back_exactly(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    other = await make_store(clock)  # another process on the same journal
+    prompt = '{"content":"Ünïcode, \\"quotes\\" and newlines\\n stay exact.","role":"system"}'
+    await store.put_blobs({"sha256:aa": prompt, "sha256:bb": "[1,2,3]"})
+    await other.put_blobs({"sha256:aa": "a later write of a known digest changes nothing"})
+    await store.put_blobs({})
+    assert await other.get_blobs(["sha256:aa", "sha256:bb", "sha256:missing"]) == {
+        "sha256:aa": prompt,
+        "sha256:bb": "[1,2,3]",
+    }
+    assert await store.get_blobs([]) == {}
+    many = {f"sha256:{i:04d}": f"blob {i}" for i in range(1200)}
+    await store.put_blobs(many)
+    assert await other.get_blobs(list(many)) == many
+
+
+async def test_prune_deletes_blobs_that_no_remaining_step_references(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+
+    def llm_step(digest: str) -> StepRecord:
+        return StepRecord(
+            seq=0,
+            kind=StepKind.LLM,
+            name="llm",
+            fingerprint="fp",
+            status=StepStatus.DONE,
+            request={"model": "m", "messages": [{"$blob": digest}, {"role": "user"}]},
+            result={"text": "ok"},
+        )
+
+    blobs = {"sha256:old": "a", "sha256:shared": "b", "sha256:orphan": "c"}
+    await store.put_blobs(blobs)
+    old = await store.claim("a", "old", owner="w", lease_s=5, meta=META)
+    await store.write_step("a", "old", old.epoch, llm_step("sha256:old"))
+    await store.complete("a", "old", old.epoch, Completion())
+    live = await store.claim("a", "live", owner="w", lease_s=5, meta=META)
+    await store.write_step("a", "live", live.epoch, llm_step("sha256:shared"))
+    clock.advance(1000)
+    await store.put_blobs({"sha256:fresh": "d"})
+    deleted = await store.prune(before=clock.now - 500)
+    assert deleted["blobs"] == 2
+    assert await store.get_blobs([*blobs, "sha256:fresh"]) == {
+        "sha256:shared": "b",
+        "sha256:fresh": "d",
+    }

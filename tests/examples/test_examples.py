@@ -57,3 +57,32 @@ async def test_the_fraud_review_example_replays_its_tool_loop_from_the_journal(
     assert module.app.provider().simulator.stats["requests"] == calls
     kinds = [s.kind for s in first.steps]
     assert kinds.count("llm") >= 2 and kinds[-1] in ("llm", "effect")
+
+
+async def test_the_llm_gateway_example_triages_every_ticket_over_http_within_its_limits(
+    tmp_path, monkeypatch
+):
+    from agentstream.llm.sim_server import SimulatorServer
+    from agentstream.llm.simulator import SimulatorConfig
+
+    monkeypatch.chdir(tmp_path)
+    # The example admits 1,200 calls a minute (a burst of 60, then 19 a second), which fits
+    # the simulator's 100 calls in any 2 s: no call may be rejected.
+    with SimulatorServer(SimulatorConfig(seed=3, latency_ms=20, rpm=100, window_s=2.0)) as sim:
+        monkeypatch.setenv("OPENAI_BASE_URL", sim.url)
+        monkeypatch.setenv("LLM_RPM", "1200")
+        sys.modules.pop("examples.llm_gateway", None)
+        module = importlib.import_module("examples.llm_gateway")
+        module.app.broker_url = module.app.store_url = f"sqlite:///{tmp_path / 'agentstream.db'}"
+        tickets = [
+            json.loads(line) for line in (EXAMPLES / "tickets.jsonl").read_text().splitlines()
+        ]
+        async with AppHarness(module.app) as h:
+            await h.produce("tickets", tickets, key=lambda t: t["customer_id"])
+            await h.wait_drained(timeout_s=240)
+            outputs = h.read("triage")
+    assert len(outputs) == len(tickets)
+    for m in outputs:
+        module.Triage.model_validate_json(m.value)
+    assert [c.status for c in sim.calls].count(429) == 0
+    assert any("tool_calls" in str(c.body["messages"]) for c in sim.calls)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agentstream.context import EVENT_ID_HEADER
 from agentstream.journal.sqlite import SqliteStore
+from agentstream.outputs import EVENT_ID_HEADER
 from agentstream.testing import AppHarness
 from agentstream.transports.embedded import read_topic
 from tests.ops.apps import calls, cli_run, effects, make_app, tickets

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from agentstream import Context, ProviderUnavailable, Retry
-from agentstream.context import EVENT_ID_HEADER
 from agentstream.journal.sqlite import SqliteStore
+from agentstream.outputs import EVENT_ID_HEADER
 from agentstream.testing import AppHarness
 from tests.runtime.helpers import Decision, Outcomes, Ticket, make_app, simulated, tickets
 

@@ -13,6 +13,7 @@ from agentstream.cli import produce as _produce  # noqa: F401
 from agentstream.cli import prune as _prune  # noqa: F401
 from agentstream.cli import replay as _replay  # noqa: F401
 from agentstream.cli import run as _run  # noqa: F401
+from agentstream.cli import simulate as _simulate  # noqa: F401
 from agentstream.cli import status as _status  # noqa: F401
 from agentstream.cli._app import cli
 

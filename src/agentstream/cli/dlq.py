@@ -27,6 +27,7 @@ from agentstream.cli._inspect import (
     usage_of,
 )
 from agentstream.journal.base import DeadLetterRecord, RedriveMode, Store
+from agentstream.llm.transcripts import expand_steps
 from agentstream.redrive import RedriveResult, discard, redrive
 from agentstream.runtime.relay import OutboxRelay
 
@@ -154,7 +155,7 @@ def show(
             return {
                 "letter": letter,
                 "event": await s.get_event(letter.agent, letter.event_id),
-                "steps": await s.steps(letter.agent, letter.event_id),
+                "steps": await expand_steps(s, await s.steps(letter.agent, letter.event_id)),
                 "failures": await s.failures(letter.agent, letter.event_id),
                 "outbox": await s.outbox(letter.agent, letter.event_id),
             }

@@ -27,6 +27,7 @@ from agentstream.cli._inspect import (
     usage_of,
 )
 from agentstream.journal.base import EventRecord, EventState
+from agentstream.llm.transcripts import expand_steps
 from agentstream.replay.history import export_history, import_history
 
 journal = typer.Typer(help="Inspect events in the journal.", no_args_is_help=True)
@@ -104,7 +105,7 @@ def show(
             event = found[0]
             return {
                 "event": event,
-                "steps": await s.steps(event.agent, event_id),
+                "steps": await expand_steps(s, await s.steps(event.agent, event_id)),
                 "failures": await s.failures(event.agent, event_id),
                 "outbox": await s.outbox(event.agent, event_id),
                 "dead_letters": [

@@ -7,8 +7,7 @@ import os
 
 from agentstream import App, Context, Retry, RuntimeConfig
 from agentstream.demo.scenario import PROMPT, Ledger, Ticket, Triage
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.openai_provider import OpenAIProvider
 
 _env = os.environ.get
 ledger = Ledger(_env("DEMO_LEDGER", "ledger.db"))
@@ -16,9 +15,11 @@ ledger = Ledger(_env("DEMO_LEDGER", "ledger.db"))
 app = App(
     "demo",
     broker=_env("DEMO_DB", "sqlite:///agentstream-demo.db"),
-    llm=lambda: SimulatedProvider(
-        SimulatorConfig(latency_ms=float(_env("DEMO_LATENCY_MS", "150")), latency_sigma=0.4),
-        call_log=_env("DEMO_CALLS", "calls.db"),
+    # The same OpenAI provider a user would point at a real endpoint; the demo runner points
+    # it at the LLM simulator's HTTP server.
+    llm=lambda: OpenAIProvider(
+        base_url=_env("DEMO_LLM_URL", "http://127.0.0.1:8089/v1"),
+        api_key=_env("OPENAI_API_KEY", "sim"),
     ),
     config=RuntimeConfig(
         lease_s=2.0, session_timeout_s=2.0, heartbeat_s=0.3, commit_interval_s=0.1
@@ -35,6 +36,7 @@ app = App(
     concurrency=8,
     retry=Retry(attempts=10, backoff_initial=0.1, backoff_max=1.0),
     prompt_version="triage-v1",
+    model=_env("DEMO_MODEL", "sim-1"),
 )
 async def triage(ctx: Context, ticket: Ticket) -> Triage:
     """Decide once; refund once; whatever the broker redelivers."""

@@ -7,7 +7,7 @@ second. Nothing is lost to a crash. But every redelivery (a crash before the com
 producer duplicate is decided again, by a model that answers differently each time, and acted
 on again. Malformed messages are logged and skipped.
 
-Run as ``python -m agentstream.demo.naive DB LEDGER CALLS LATENCY_MS``.
+Run as ``python -m agentstream.demo.naive DB LEDGER LLM_BASE_URL MODEL``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sys
 import time
 
@@ -23,8 +24,7 @@ import pydantic
 from agentstream.demo.scenario import PROMPT, Ledger, Ticket, Triage
 from agentstream.event import Message
 from agentstream.llm.base import LLMRequest
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.openai_provider import OpenAIProvider
 from agentstream.transports.base import IgnoreRebalance
 from agentstream.transports.embedded import EmbeddedTransport
 
@@ -32,12 +32,10 @@ GROUP = "naive"
 log = logging.getLogger("agentstream.demo.naive")
 
 
-async def consume(db: str, ledger_path: str, calls: str, latency_ms: float) -> None:
+async def consume(db: str, ledger_path: str, llm_url: str, model: str) -> None:
     """Consume ``tickets`` until the topic is drained and nothing is in flight."""
     ledger = Ledger(ledger_path)
-    provider = SimulatedProvider(
-        SimulatorConfig(latency_ms=latency_ms, latency_sigma=0.4), call_log=calls
-    )
+    provider = OpenAIProvider(base_url=llm_url, api_key=os.environ.get("OPENAI_API_KEY", "sim"))
     transport = EmbeddedTransport(db, heartbeat_s=0.5, session_timeout_s=2.0)
     await transport.start()
     await transport.subscribe(["tickets"], GROUP, IgnoreRebalance())
@@ -58,7 +56,7 @@ async def consume(db: str, ledger_path: str, calls: str, latency_ms: float) -> N
                 return
             response = await provider.complete(
                 LLMRequest(
-                    model="sim-1",
+                    model=model,
                     messages=[
                         {"role": "system", "content": PROMPT},
                         {"role": "user", "content": ticket.text},
@@ -102,9 +100,9 @@ def _ack(transport: EmbeddedTransport, message: Message, _task: asyncio.Task[Non
 
 def main() -> None:
     """Entry point."""
-    db, ledger, calls, latency = sys.argv[1:5]
+    db, ledger, llm_url, model = sys.argv[1:5]
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(consume(db, ledger, calls, float(latency)))
+    asyncio.run(consume(db, ledger, llm_url, model))
 
 
 if __name__ == "__main__":

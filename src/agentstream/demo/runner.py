@@ -22,7 +22,8 @@ from agentstream.codec import encode_value
 from agentstream.demo.scenario import Ledger, Ticket, make_stream
 from agentstream.event import OutgoingRecord
 from agentstream.journal.base import Store
-from agentstream.llm.simulator import CallLog
+from agentstream.llm.sim_server import SimulatorServer
+from agentstream.llm.simulator import CallLog, SimulatorConfig
 
 
 @dataclass
@@ -35,6 +36,8 @@ class DemoSettings:
     latency_ms: float = 150.0
     duplicate_ratio: float = 0.15
     seed: int = 1
+    llm_url: str | None = None
+    model: str = "sim-1"
 
 
 @dataclass
@@ -165,6 +168,7 @@ async def run_demo(settings: DemoSettings, console: Console) -> list[ConsumerRes
         naive_db = work / "naive.db"
         naive_calls = work / "naive-calls.db"
         await _produce(f"sqlite:///{naive_db}", stream)
+        naive_llm = _model_endpoint(settings, naive_calls)
         bar = progress.add_task("naive consumer", total=len(tickets), kills=0)
         killer = _Killer(
             [
@@ -173,20 +177,21 @@ async def run_demo(settings: DemoSettings, console: Console) -> list[ConsumerRes
                 "agentstream.demo.naive",
                 str(naive_db),
                 str(ledger_path),
-                str(naive_calls),
-                str(settings.latency_ms),
+                naive_llm.url,
+                settings.model,
             ],
             env,
             work / "naive.log",
         )
         started = time.monotonic()
-        await _drive(
-            killer,
-            thresholds,
-            lambda: ledger.decided("naive"),
-            lambda: killer.proc is not None and killer.proc.poll() == 0,
-            (progress, bar),
-        )
+        with naive_llm:
+            await _drive(
+                killer,
+                thresholds,
+                lambda: ledger.decided("naive"),
+                lambda: killer.proc is not None and killer.proc.poll() == 0,
+                (progress, bar),
+            )
         summary = ledger.summary("naive", tickets)
         results.append(
             ConsumerResult(
@@ -194,7 +199,7 @@ async def run_demo(settings: DemoSettings, console: Console) -> list[ConsumerRes
                 summary["conflicting"],
                 summary["duplicate_effects"],
                 summary["refunds"],
-                len(CallLog.read(naive_calls)),
+                naive_llm.calls(),
                 summary["lost"],
                 summary["dropped"],
                 0,
@@ -206,6 +211,7 @@ async def run_demo(settings: DemoSettings, console: Console) -> list[ConsumerRes
         url = f"sqlite:///{work / 'agentstream.db'}"
         calls = work / "agentstream-calls.db"
         await _produce(url, stream)
+        llm = _model_endpoint(settings, calls)
         backends = Backends(url, url)
         store = backends.store()
         await store.open()
@@ -226,13 +232,14 @@ async def run_demo(settings: DemoSettings, console: Console) -> list[ConsumerRes
                     **env,
                     "DEMO_DB": url,
                     "DEMO_LEDGER": str(ledger_path),
-                    "DEMO_CALLS": str(calls),
-                    "DEMO_LATENCY_MS": str(settings.latency_ms),
+                    "DEMO_LLM_URL": llm.url,
+                    "DEMO_MODEL": settings.model,
                 },
                 work / "agentstream.log",
             )
             started = time.monotonic()
             refresher = asyncio.create_task(journal.follow())
+            llm.start()
             try:
                 await _drive(
                     killer,
@@ -245,6 +252,7 @@ async def run_demo(settings: DemoSettings, console: Console) -> list[ConsumerRes
             finally:
                 refresher.cancel()
                 killer.stop()
+                llm.stop()
             counts = await store.counts("triage")
         finally:
             await store.close()
@@ -255,7 +263,7 @@ async def run_demo(settings: DemoSettings, console: Console) -> list[ConsumerRes
                 summary["conflicting"],
                 summary["duplicate_effects"],
                 summary["refunds"],
-                len(CallLog.read(calls)),
+                llm.calls(),
                 summary["lost"],
                 summary["dropped"] + poison - counts["dead_letters"],
                 counts["dead_letters"],
@@ -264,6 +272,51 @@ async def run_demo(settings: DemoSettings, console: Console) -> list[ConsumerRes
             )
         )
     return results
+
+
+class _ModelEndpoint:
+    """The model a consumer talks to: a simulator started here, or a real endpoint."""
+
+    def __init__(self, url: str | None, server: SimulatorServer | None, calls: Path) -> None:
+        self._url = url
+        self._server = server
+        self._calls = calls
+
+    @property
+    def url(self) -> str:
+        if self._server is not None:
+            self._server.start()
+            return self._server.url
+        assert self._url is not None
+        return self._url
+
+    def start(self) -> None:
+        if self._server is not None:
+            self._server.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> _ModelEndpoint:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def calls(self) -> int:
+        """Model calls made (counted by the simulator; -1 for a real endpoint)."""
+        return len(CallLog.read(self._calls)) if self._server is not None else -1
+
+
+def _model_endpoint(settings: DemoSettings, calls: Path) -> _ModelEndpoint:
+    if settings.llm_url:
+        return _ModelEndpoint(settings.llm_url, None, calls)
+    server = SimulatorServer(
+        SimulatorConfig(latency_ms=settings.latency_ms, latency_sigma=0.4), call_log=calls
+    )
+    return _ModelEndpoint(None, server, calls)
 
 
 class _JournalProgress:
@@ -280,6 +333,10 @@ class _JournalProgress:
             self.done = counts["completed"] + counts["dead"]
             self.outbox_pending = counts["outbox_pending"]
             await asyncio.sleep(0.1)
+
+
+def _cell(value: int) -> str:
+    return "n/a" if value < 0 else str(value)
 
 
 def render(results: list[ConsumerResult], settings: DemoSettings, console: Console) -> None:
@@ -299,8 +356,13 @@ def render(results: list[ConsumerResult], settings: DemoSettings, console: Conso
         ("SIGKILLs survived", "kills"),
     ]
     for label, attr in rows:
-        table.add_row(label, *(str(getattr(r, attr)) for r in results))
+        table.add_row(label, *(_cell(getattr(r, attr)) for r in results))
     table.add_row("wall time", *(f"{r.seconds:.1f}s" for r in results))
+    table.caption = (
+        "model: the LLM simulator over HTTP (OpenAI wire format)"
+        if not settings.llm_url
+        else f"model: {settings.model} at {settings.llm_url}"
+    )
     console.print()
     console.print(table)
     console.print(

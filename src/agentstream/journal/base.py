@@ -10,6 +10,10 @@ The journal is the source of truth for everything the runtime promises:
 * effect intents (``started`` before the call, ``done`` after, ``unknown`` when unreconcilable);
 * the outbox (outputs and dead-letter records written in the same transaction as the state
   change that produced them) and dead-letter envelopes;
+* content-addressed blobs: large parts of LLM requests (system prompts, earlier turns of a
+  conversation, tool schemas) stored once under their SHA-256 and referenced from step requests
+  as ``{"$blob": "sha256:..."}`` (see :mod:`agentstream.llm.transcripts`), so a transcript that
+  grows call by call, or a prompt shared by every event, is not stored again and again;
 * operations: redrive and discard of dead letters, parking of later events of a key behind its
   dead letter (``ordering="strict"``), shadow-run results, and retention (prune).
 
@@ -26,12 +30,30 @@ suite in ``tests/conformance``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from agentstream.event import Message, OutgoingRecord
 from agentstream.failures import FencedError
+
+BLOB_REF = "$blob"
+"""Key of a blob reference, ``{"$blob": "sha256:..."}``, in a journaled LLM step's request."""
+
+
+def blob_refs(value: Any, found: set[str] | None = None) -> set[str]:
+    """Every blob digest referenced anywhere in a JSON value (a step request)."""
+    found = set() if found is None else found
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(BLOB_REF), str):
+            found.add(value[BLOB_REF])
+        else:
+            for item in value.values():
+                blob_refs(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            blob_refs(item, found)
+    return found
 
 
 class EventState(enum.StrEnum):
@@ -380,6 +402,14 @@ class EventJournal(Protocol):
         """See :meth:`Store.unpark`."""
         ...
 
+    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
+        """See :meth:`Store.put_blobs`."""
+        ...
+
+    async def get_blobs(self, digests: Collection[str]) -> dict[str, str]:
+        """See :meth:`Store.get_blobs`."""
+        ...
+
 
 @runtime_checkable
 class Store(Protocol):
@@ -589,7 +619,8 @@ class Store(Protocol):
         Deleted: completed events (with their steps, failures and outbox rows) completed before
         ``before`` whose outbox rows are all published; closed dead letters (``resolved``,
         ``superseded``, ``discarded``) and shadow runs created before ``before``. Never
-        deleted: dead, pending or claimed events, open dead letters, parked events. Callers
+        deleted: dead, pending or claimed events, open dead letters, parked events. Blobs are
+        deleted once unused since ``before`` and referenced by no remaining step. Callers
         choose ``before`` at or beyond the broker's retention horizon, so every event a broker
         can still redeliver is still recognised. Returns rows deleted per table.
         """
@@ -613,4 +644,12 @@ class Store(Protocol):
 
     async def counts(self, agent: str | None = None) -> dict[str, int]:
         """Events per state, plus dead_letters, dead_letters_open, parked and outbox_pending."""
+        ...
+
+    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
+        """Store content-addressed texts by digest; a digest already stored is left as it is."""
+        ...
+
+    async def get_blobs(self, digests: Collection[str]) -> dict[str, str]:
+        """The stored texts among ``digests`` (unknown digests are absent from the result)."""
         ...

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentstream.event import Message, OutgoingRecord, decode_headers, encode_headers
+from agentstream.event import OutgoingRecord, encode_headers
 from agentstream.failures import FencedError
 from agentstream.journal.base import (
     Claim,
@@ -20,319 +20,34 @@ from agentstream.journal.base import (
     EventState,
     FailureRecord,
     OutboxRow,
-    StepKind,
     StepRecord,
-    StepStatus,
 )
+from agentstream.journal.sqlite_blobs import SqliteBlobs
 from agentstream.journal.sqlite_ops import (
     DLQ_COLUMNS,
     SqliteOperations,
     Where,
     dead_letter_from_row,
     dumps,
-    loads,
 )
+from agentstream.journal.sqlite_rows import (
+    chunks,
+    claim_existing,
+    event_from_row,
+    fence,
+    filters,
+    insert_outbox,
+    outbox_from_row,
+    step_from_row,
+)
+from agentstream.journal.sqlite_schema import EVENT_COLUMNS, STEP_COLUMNS, migrate
 from agentstream.sqlite_db import SqliteDatabase
 
 if TYPE_CHECKING:
     from agentstream.backends import Backends
 
-SCHEMA_VERSION = 2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS as_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS as_events (
-    agent TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    epoch INTEGER NOT NULL DEFAULT 0,
-    owner TEXT,
-    lease_until REAL NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    deliveries INTEGER NOT NULL DEFAULT 0,
-    event_key TEXT,
-    topic TEXT,
-    partition INTEGER,
-    "offset" INTEGER,
-    timestamp_ms INTEGER,
-    input_hash TEXT,
-    group_id TEXT,
-    identity_source TEXT,
-    outcome TEXT,
-    result TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    completed_at REAL,
-    msg_key BLOB,
-    msg_value BLOB,
-    msg_headers TEXT,
-    PRIMARY KEY (agent, event_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS as_events_state ON as_events (agent, state);
-CREATE INDEX IF NOT EXISTS as_events_created ON as_events (agent, created_at);
-CREATE INDEX IF NOT EXISTS as_events_updated ON as_events (updated_at);
-CREATE TABLE IF NOT EXISTS as_steps (
-    agent TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    status TEXT NOT NULL,
-    request TEXT,
-    result TEXT,
-    idem_key TEXT,
-    meta TEXT,
-    epoch INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    PRIMARY KEY (agent, event_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS as_failures (
-    id INTEGER PRIMARY KEY,
-    agent TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    failure_class TEXT NOT NULL,
-    error_type TEXT NOT NULL,
-    message TEXT NOT NULL,
-    traceback TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS as_failures_event ON as_failures (agent, event_id);
-CREATE TABLE IF NOT EXISTS as_outbox (
-    id INTEGER PRIMARY KEY,
-    agent TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    topic TEXT NOT NULL,
-    key BLOB,
-    value BLOB NOT NULL,
-    headers TEXT NOT NULL,
-    dedupe_id TEXT,
-    created_at REAL NOT NULL,
-    relay_owner TEXT,
-    relay_lease REAL NOT NULL DEFAULT 0,
-    published_at REAL
-);
-CREATE INDEX IF NOT EXISTS as_outbox_pending ON as_outbox (id) WHERE published_at IS NULL;
-CREATE INDEX IF NOT EXISTS as_outbox_event ON as_outbox (agent, event_id);
-CREATE TABLE IF NOT EXISTS as_dead_letters (
-    id INTEGER PRIMARY KEY,
-    agent TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    failure_class TEXT NOT NULL,
-    event_key TEXT,
-    created_at REAL NOT NULL,
-    status TEXT NOT NULL,
-    envelope TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS as_dead_letters_event ON as_dead_letters (agent, event_id);
-CREATE INDEX IF NOT EXISTS as_dead_letters_key ON as_dead_letters (agent, event_key, status);
-CREATE TABLE IF NOT EXISTS as_parked (
-    id INTEGER PRIMARY KEY,
-    agent TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    event_key TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    "offset" INTEGER NOT NULL,
-    timestamp_ms INTEGER NOT NULL,
-    key BLOB,
-    value BLOB NOT NULL,
-    headers TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    UNIQUE (agent, event_id)
-);
-CREATE INDEX IF NOT EXISTS as_parked_key ON as_parked (agent, event_key, id);
-CREATE TABLE IF NOT EXISTS as_shadow_runs (
-    run_id TEXT PRIMARY KEY,
-    agent TEXT NOT NULL,
-    candidate TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    finished_at REAL,
-    summary TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS as_shadow_results (
-    n INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    report TEXT NOT NULL,
-    UNIQUE (run_id, event_id)
-);
-CREATE TABLE IF NOT EXISTS as_entity_versions (
-    agent TEXT NOT NULL,
-    entity TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    PRIMARY KEY (agent, entity)
-) WITHOUT ROWID;
-"""
-
-_EVENT_COLUMNS = (
-    "agent, event_id, state, epoch, owner, lease_until, attempts, deliveries, event_key, topic, "
-    'partition, "offset", timestamp_ms, input_hash, group_id, outcome, result, created_at, '
-    "updated_at, completed_at, identity_source, msg_key, msg_value, msg_headers"
-)
-_ADDED_EVENT_COLUMNS = (("msg_key", "BLOB"), ("msg_value", "BLOB"), ("msg_headers", "TEXT"))
-_STEP_COLUMNS = (
-    "seq, kind, name, fingerprint, status, request, result, idem_key, meta, epoch, started_at, "
-    "finished_at"
-)
-
-
-def _step_from_row(row: Sequence[Any]) -> StepRecord:
-    return StepRecord(
-        seq=row[0],
-        kind=StepKind(row[1]),
-        name=row[2],
-        fingerprint=row[3],
-        status=StepStatus(row[4]),
-        request=loads(row[5]),
-        result=loads(row[6]),
-        idempotency_key=row[7],
-        meta=loads(row[8]) or {},
-        epoch=row[9],
-        started_at=row[10],
-        finished_at=row[11],
-    )
-
-
-def _event_from_row(row: Sequence[Any]) -> EventRecord:
-    message = None
-    if row[22] is not None and row[9] is not None:
-        message = Message(
-            topic=row[9],
-            partition=row[10],
-            offset=row[11],
-            key=row[21],
-            value=row[22],
-            headers=decode_headers(row[23]),
-            timestamp_ms=row[12] or 0,
-        )
-    return EventRecord(
-        agent=row[0],
-        event_id=row[1],
-        state=EventState(row[2]),
-        epoch=row[3],
-        owner=row[4],
-        lease_until=row[5],
-        attempts=row[6],
-        deliveries=row[7],
-        key=row[8],
-        topic=row[9],
-        partition=row[10],
-        offset=row[11],
-        timestamp_ms=row[12],
-        input_hash=row[13],
-        group_id=row[14],
-        outcome=row[15],
-        result=loads(row[16]),
-        created_at=row[17],
-        updated_at=row[18],
-        completed_at=row[19],
-        identity_source=row[20],
-        message=message,
-    )
-
-
-def _outbox_from_row(row: Sequence[Any]) -> OutboxRow:
-    return OutboxRow(
-        id=row[0],
-        agent=row[1],
-        event_id=row[2],
-        seq=row[3],
-        record=OutgoingRecord(
-            topic=row[4],
-            key=row[5],
-            value=row[6],
-            headers=decode_headers(row[7]),
-            dedupe_id=row[8],
-        ),
-        published_at=row[9],
-    )
-
-
-def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _claim_existing(
-    conn: sqlite3.Connection, agent: str, event_id: str, owner: str, now: float, lease_s: float
-) -> Claim:
-    """Claim an event that already has a journal row."""
-    state, epoch, lease_until, attempts = conn.execute(
-        "SELECT state, epoch, lease_until, attempts FROM as_events "
-        "WHERE agent = ? AND event_id = ?",
-        (agent, event_id),
-    ).fetchone()
-    if state in (EventState.COMPLETED, EventState.DEAD):
-        # A delivery of a settled event: count it (duplicates detected). Busy answers are not
-        # counted, since the same delivery asks again until the holder lets go.
-        conn.execute(
-            "UPDATE as_events SET deliveries = deliveries + 1 WHERE agent = ? AND event_id = ?",
-            (agent, event_id),
-        )
-        status = ClaimStatus.COMPLETED if state == EventState.COMPLETED else ClaimStatus.DEAD
-        return Claim(status, epoch, attempts)
-    if lease_until > now:
-        return Claim(ClaimStatus.BUSY, epoch, attempts, lease_until)
-    epoch += 1
-    attempts += 1
-    conn.execute(
-        "UPDATE as_events SET state = 'claimed', epoch = ?, owner = ?, lease_until = ?, "
-        "attempts = ?, deliveries = deliveries + 1, updated_at = ? "
-        "WHERE agent = ? AND event_id = ?",
-        (epoch, owner, now + lease_s, attempts, now, agent, event_id),
-    )
-    steps = tuple(
-        _step_from_row(r)
-        for r in conn.execute(
-            f"SELECT {_STEP_COLUMNS} FROM as_steps WHERE agent = ? AND event_id = ? ORDER BY seq",
-            (agent, event_id),
-        )
-    )
-    return Claim(ClaimStatus.CLAIMED, epoch, attempts, now + lease_s, steps)
-
-
-def _fence(conn: sqlite3.Connection, agent: str, event_id: str, epoch: int, now: float) -> None:
-    cur = conn.execute(
-        "UPDATE as_events SET updated_at = ? WHERE agent = ? AND event_id = ? AND epoch = ? "
-        "AND state = 'claimed'",
-        (now, agent, event_id, epoch),
-    )
-    if cur.rowcount != 1:
-        raise FencedError(f"claim on {agent}/{event_id} at epoch {epoch} is no longer current")
-
-
-def _insert_outbox(
-    conn: sqlite3.Connection,
-    agent: str,
-    event_id: str,
-    outputs: Sequence[OutgoingRecord],
-    now: float,
-    first_seq: int = 0,
-) -> None:
-    conn.executemany(
-        "INSERT INTO as_outbox (agent, event_id, seq, topic, key, value, headers, dedupe_id, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                agent,
-                event_id,
-                first_seq + i,
-                rec.topic,
-                rec.key,
-                rec.value,
-                encode_headers(rec.headers),
-                rec.dedupe_id,
-                now,
-            )
-            for i, rec in enumerate(outputs)
-        ],
-    )
-
-
-class SqliteStore(SqliteOperations):
+class SqliteStore(SqliteOperations, SqliteBlobs):
     """Journal in a SQLite file (WAL mode), shareable by several worker processes.
 
     Args:
@@ -354,21 +69,6 @@ class SqliteStore(SqliteOperations):
     async def open(self) -> None:
         """Start the database thread and create the schema."""
         await self.db.start()
-
-        def migrate(conn: sqlite3.Connection) -> None:
-            # executescript() would COMMIT our group-commit transaction; run statements singly.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            have = {r[1] for r in conn.execute("PRAGMA table_info(as_events)")}
-            for column, kind in _ADDED_EVENT_COLUMNS:
-                if column not in have:  # a version-1 file: add the columns, keep the rows
-                    conn.execute(f"ALTER TABLE as_events ADD COLUMN {column} {kind}")
-            conn.execute(
-                "INSERT INTO as_meta (k, v) VALUES ('schema_version', ?) "
-                "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-                (str(SCHEMA_VERSION),),
-            )
 
         await self.db.write(migrate)
 
@@ -398,7 +98,7 @@ class SqliteStore(SqliteOperations):
         def op(conn: sqlite3.Connection) -> list[Claim]:
             ids = list(dict.fromkeys(event_id for event_id, _ in requests))
             existing: set[str] = set()
-            for chunk in _chunks(ids, 500):
+            for chunk in chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
                 existing.update(
                     r[0]
@@ -447,7 +147,7 @@ class SqliteStore(SqliteOperations):
                     granted.add(event_id)
                     answers.append(Claim(ClaimStatus.CLAIMED, 1, 1, until))
                 else:
-                    answers.append(_claim_existing(conn, agent, event_id, owner, now, lease_s))
+                    answers.append(claim_existing(conn, agent, event_id, owner, now, lease_s))
             return answers
 
         return await self.db.write(op)
@@ -495,9 +195,9 @@ class SqliteStore(SqliteOperations):
         now = self._clock()
 
         def op(conn: sqlite3.Connection) -> None:
-            _fence(conn, agent, event_id, epoch, now)
+            fence(conn, agent, event_id, epoch, now)
             conn.execute(
-                f"INSERT OR REPLACE INTO as_steps (agent, event_id, {_STEP_COLUMNS}) "
+                f"INSERT OR REPLACE INTO as_steps (agent, event_id, {STEP_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     agent,
@@ -534,7 +234,7 @@ class SqliteStore(SqliteOperations):
         def op(conn: sqlite3.Connection) -> list[FencedError | None]:
             current: dict[str, tuple[int, str]] = {}
             ids = list(dict.fromkeys(event_id for event_id, _, _ in items))
-            for chunk in _chunks(ids, 500):
+            for chunk in chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
                 for event_id, epoch, state in conn.execute(
                     f"SELECT event_id, epoch, state FROM as_events WHERE agent = ? "
@@ -558,7 +258,7 @@ class SqliteStore(SqliteOperations):
                     (completion.outcome, dumps(completion.result), now, now, agent, event_id)
                 )
                 if completion.outputs:
-                    _insert_outbox(conn, agent, event_id, completion.outputs, now)
+                    insert_outbox(conn, agent, event_id, completion.outputs, now)
                 if completion.entity is not None and completion.version is not None:
                     conn.execute(
                         "INSERT INTO as_entity_versions (agent, entity, version) "
@@ -589,7 +289,7 @@ class SqliteStore(SqliteOperations):
         now = self._clock()
 
         def op(conn: sqlite3.Connection) -> None:
-            _fence(conn, agent, event_id, epoch, now)
+            fence(conn, agent, event_id, epoch, now)
             conn.execute(
                 "INSERT INTO as_failures (agent, event_id, attempt, failure_class, error_type, "
                 "message, traceback, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -621,7 +321,7 @@ class SqliteStore(SqliteOperations):
         now = self._clock()
 
         def op(conn: sqlite3.Connection) -> int:
-            _fence(conn, agent, event_id, epoch, now)
+            fence(conn, agent, event_id, epoch, now)
             conn.execute(
                 "UPDATE as_events SET state = 'dead', owner = NULL, lease_until = 0, "
                 "outcome = ?, completed_at = ? WHERE agent = ? AND event_id = ?",
@@ -645,7 +345,7 @@ class SqliteStore(SqliteOperations):
                 "SELECT COALESCE(MAX(seq) + 1, 0) FROM as_outbox WHERE agent = ? AND event_id = ?",
                 (agent, event_id),
             ).fetchone()[0]
-            _insert_outbox(conn, agent, event_id, outputs, now, first_seq)
+            insert_outbox(conn, agent, event_id, outputs, now, first_seq)
             return int(cur.lastrowid or 0)
 
         return await self.db.write(op)
@@ -678,7 +378,7 @@ class SqliteStore(SqliteOperations):
                     "UPDATE as_outbox SET relay_owner = ?, relay_lease = ? WHERE id = ?",
                     [(owner, now + lease_s, r[0]) for r in rows],
                 )
-            return [_outbox_from_row(r) for r in rows]
+            return [outbox_from_row(r) for r in rows]
 
         return await self.db.write(op)
 
@@ -700,10 +400,10 @@ class SqliteStore(SqliteOperations):
 
         def op(conn: sqlite3.Connection) -> EventRecord | None:
             row = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM as_events WHERE agent = ? AND event_id = ?",
+                f"SELECT {EVENT_COLUMNS} FROM as_events WHERE agent = ? AND event_id = ?",
                 (agent, event_id),
             ).fetchone()
-            return None if row is None else _event_from_row(row)
+            return None if row is None else event_from_row(row)
 
         return await self.db.read(op)
 
@@ -730,13 +430,13 @@ class SqliteStore(SqliteOperations):
         where.cmp("created_at", "<", until).cmp('"offset"', ">=", offset_from)
         where.cmp('"offset"', "<=", offset_to).within("event_id", event_ids)
         order = 'created_at, topic, partition, "offset"' if oldest_first else "updated_at DESC"
-        sql = f"SELECT {_EVENT_COLUMNS} FROM as_events {where.sql} ORDER BY {order}"
+        sql = f"SELECT {EVENT_COLUMNS} FROM as_events {where.sql} ORDER BY {order}"
         args = where.args
         if limit is not None:
             sql, args = sql + " LIMIT ?", (*args, limit)
 
         def op(conn: sqlite3.Connection) -> list[EventRecord]:
-            return [_event_from_row(r) for r in conn.execute(sql, args).fetchall()]
+            return [event_from_row(r) for r in conn.execute(sql, args).fetchall()]
 
         return await self.db.read(op)
 
@@ -745,9 +445,9 @@ class SqliteStore(SqliteOperations):
 
         def op(conn: sqlite3.Connection) -> list[StepRecord]:
             return [
-                _step_from_row(r)
+                step_from_row(r)
                 for r in conn.execute(
-                    f"SELECT {_STEP_COLUMNS} FROM as_steps WHERE agent = ? AND event_id = ? "
+                    f"SELECT {STEP_COLUMNS} FROM as_steps WHERE agent = ? AND event_id = ? "
                     "ORDER BY seq",
                     (agent, event_id),
                 )
@@ -775,7 +475,7 @@ class SqliteStore(SqliteOperations):
 
         def op(conn: sqlite3.Connection) -> list[OutboxRow]:
             return [
-                _outbox_from_row(r)
+                outbox_from_row(r)
                 for r in conn.execute(
                     "SELECT id, agent, event_id, seq, topic, key, value, headers, dedupe_id, "
                     "published_at FROM as_outbox WHERE agent = ? AND event_id = ? ORDER BY seq",
@@ -812,7 +512,7 @@ class SqliteStore(SqliteOperations):
 
     async def counts(self, agent: str | None = None) -> dict[str, int]:
         """Events per state, plus ``dead_letters``."""
-        where, args = _filters(agent=agent)
+        where, args = filters(agent=agent)
 
         def op(conn: sqlite3.Connection) -> dict[str, int]:
             out = {s.value: 0 for s in EventState}
@@ -839,12 +539,6 @@ class SqliteStore(SqliteOperations):
             return out
 
         return await self.db.read(op)
-
-
-def _filters(**conditions: Any) -> tuple[str, tuple[Any, ...]]:
-    parts = [f"{name} = ?" for name, value in conditions.items() if value is not None]
-    args = tuple(str(v) for v in conditions.values() if v is not None)
-    return ("WHERE " + " AND ".join(parts) if parts else ""), args
 
 
 def from_url(url: str, backends: Backends) -> SqliteStore:

@@ -22,6 +22,7 @@ from agentstream.journal.base import (
     ShadowResult,
     ShadowRun,
 )
+from agentstream.journal.sqlite_blobs import prune_blobs
 from agentstream.sqlite_db import SqliteDatabase
 
 DLQ_COLUMNS = "id, agent, event_id, failure_class, event_key, created_at, status, envelope"
@@ -299,6 +300,7 @@ class SqliteOperations:
             out["shadow_runs"] = conn.execute(
                 "DELETE FROM as_shadow_runs WHERE created_at < ?", (before,)
             ).rowcount
+            out["blobs"] = prune_blobs(conn, before)
             return out
 
         return await self.db.write(op)

@@ -70,6 +70,28 @@ class LLMRequest(BaseModel):
         return fingerprint("llm", self.model_dump(mode="json"))
 
 
+class RateLimitSnapshot(BaseModel):
+    """What a provider's rate-limit headers said about the caller's quota at one answer.
+
+    Attributes:
+        limit_requests: Requests allowed per window (per minute for OpenAI and Anthropic).
+        remaining_requests: Requests left in the window.
+        reset_requests_s: Seconds until the request quota is fully restored.
+        limit_tokens: Tokens allowed per window.
+        remaining_tokens: Tokens left in the window.
+        reset_tokens_s: Seconds until the token quota is fully restored.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+
+
 class LLMResponse(BaseModel):
     """A model's answer as journaled.
 
@@ -84,6 +106,8 @@ class LLMResponse(BaseModel):
         cost_usd: Price of this call from the price table.
         latency_ms: Wall time of the call.
         raw: The provider's raw response body.
+        rate_limits: The provider's rate-limit headers on this answer, for admission control;
+            not journaled (it describes the quota at that moment, not the answer).
     """
 
     id: str = ""
@@ -96,6 +120,31 @@ class LLMResponse(BaseModel):
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     raw: dict[str, Any] | None = None
+    rate_limits: RateLimitSnapshot | None = Field(default=None, exclude=True)
+
+    def message(self) -> dict[str, Any]:
+        """This answer as a chat message, to append to the conversation of the next call.
+
+        Example::
+
+            reply = await ctx.llm(messages=conversation, tools=TOOLS)
+            conversation.append(reply.message())
+            for call in reply.tool_calls:
+                conversation.append(
+                    {"role": "tool", "tool_call_id": call.id, "content": run(call)}
+                )
+        """
+        out: dict[str, Any] = {"role": "assistant", "content": self.text}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in self.tool_calls
+            ]
+        return out
 
 
 @runtime_checkable

@@ -7,6 +7,7 @@ provider otherwise. ``parse`` adds structured output with bounded re-asking.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol, TypeVar
 
 import pydantic
@@ -31,6 +32,12 @@ class LLMJournal(Protocol):
     ) -> LLMResponse:
         """Answer from the journal or call the provider and record the answer."""
         ...
+
+
+@functools.lru_cache(maxsize=512)
+def _json_schema(output_type: type[BaseModel]) -> dict[str, Any]:
+    """An output type's JSON schema, computed once per type (it is costly; never mutate it)."""
+    return output_type.model_json_schema()
 
 
 def build_messages(
@@ -140,7 +147,7 @@ class LLMClient:
             RefusalError: The model refused.
             InvalidOutputError: No attempt produced a valid answer; carries every raw text.
         """
-        schema = output_type.model_json_schema()
+        schema = _json_schema(output_type)
         response_format = {
             "type": "json_schema",
             "json_schema": {"name": output_type.__name__, "schema": schema},

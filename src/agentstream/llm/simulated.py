@@ -10,7 +10,12 @@ from agentstream.failures import ProviderTimeout
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.pricing import PriceTable
 from agentstream.llm.simulator import CallLog, LLMSimulator, SimulatorConfig
-from agentstream.llm.wire import chat_body, error_for_status, response_from_chat
+from agentstream.llm.wire import (
+    chat_body,
+    error_for_status,
+    rate_limit_snapshot,
+    response_from_chat,
+)
 
 
 class SimulatedProvider:
@@ -56,7 +61,10 @@ class SimulatedProvider:
             raise error_for_status(reply.status, reply.body, reply.headers)
         response = response_from_chat(reply.body, latency_ms=(time.monotonic() - started) * 1000)
         return response.model_copy(
-            update={"cost_usd": self._prices.cost(response.model, response.usage)}
+            update={
+                "cost_usd": self._prices.cost(response.model, response.usage),
+                "rate_limits": rate_limit_snapshot(reply.headers),
+            }
         )
 
     async def aclose(self) -> None:

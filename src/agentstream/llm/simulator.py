@@ -10,9 +10,13 @@ busy provider:
 * latency follows a log-normal distribution around a median;
 * requests-per-minute and tokens-per-minute limits are enforced over a sliding minute with 429s
   that carry ``retry-after`` and ``x-ratelimit-*`` headers;
-* 5xx answers, hangs (timeouts), invalid JSON and refusals can be injected at chosen rates;
+* 5xx answers, hangs (timeouts), invalid JSON, schema-invalid JSON and refusals can be injected
+  at chosen rates;
 * every call can be appended to a call log (a SQLite file) with its step key, so tests can count
   model calls from outside the worker process.
+
+This module is the engine; :mod:`agentstream.llm.sim_server` serves it over HTTP as an
+OpenAI-compatible endpoint and :mod:`agentstream.llm.simulated` calls it in-process.
 """
 
 from __future__ import annotations
@@ -32,6 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentstream.llm.tokens import count_tokens, estimate_prompt_tokens
+
+__all__ = [
+    "CallLog",
+    "LLMSimulator",
+    "SimulatedReply",
+    "SimulatorConfig",
+    "count_tokens",
+    "random_instance",
+]
+
 _WORDS = (
     "customer account refund order delayed shipping invoice billing issue resolved escalate "
     "priority request review urgent standard damaged missing charge duplicate subscription "
@@ -48,11 +63,15 @@ class SimulatorConfig:
         seed: Seed for all randomness; None draws from the OS.
         latency_ms: Median latency.
         latency_sigma: Log-normal shape (0 makes latency constant).
-        rpm: Requests per minute before 429s (None: unlimited).
-        tpm: Tokens per minute before 429s (None: unlimited).
+        rpm: Requests per window before 429s (None: unlimited).
+        tpm: Tokens per window before 429s (None: unlimited).
+        window_s: Length of the sliding rate-limit window: 60 for per-minute limits as real
+            providers have them; tests use shorter windows to run quickly.
         error_rate: Share of requests answered with a 5xx.
         timeout_rate: Share of requests that hang past the client's timeout.
         invalid_json_rate: Share of structured answers that are not valid JSON.
+        schema_invalid_rate: Share of structured answers that are valid JSON but violate the
+            requested schema (a required field missing).
         refusal_rate: Share of answers that are refusals.
         tool_call_rate: Chance of a tool call when tools are offered and the last message is
             not a tool result.
@@ -66,9 +85,11 @@ class SimulatorConfig:
     latency_sigma: float = 0.5
     rpm: int | None = None
     tpm: int | None = None
+    window_s: float = 60.0
     error_rate: float = 0.0
     timeout_rate: float = 0.0
     invalid_json_rate: float = 0.0
+    schema_invalid_rate: float = 0.0
     refusal_rate: float = 0.0
     tool_call_rate: float = 0.7
     context_window: int = 128_000
@@ -86,39 +107,33 @@ class SimulatedReply:
     hang: bool = False
 
 
-def count_tokens(text: str) -> int:
-    """Rough token count: one token per four characters, at least one."""
-    return max(1, math.ceil(len(text) / 4))
-
-
-def _message_text(messages: list[dict[str, Any]]) -> str:
-    parts: list[str] = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(str(c.get("text", "")) for c in content if isinstance(c, dict))
-        for call in m.get("tool_calls") or []:
-            parts.append(json.dumps(call))
-    return "\n".join(parts)
-
-
 class _Window:
-    """Requests and tokens accepted over the last minute."""
+    """Requests and tokens accepted over the last ``length_s`` seconds.
 
-    def __init__(self) -> None:
-        self.entries: collections.deque[tuple[float, int]] = collections.deque()
+    Each entry is ``(time, tokens, requests)``: a request counts once, when it is admitted, with
+    its prompt tokens; its completion tokens are added as a token-only entry when it is answered.
+    """
+
+    def __init__(self, length_s: float = 60.0) -> None:
+        self.length_s = length_s
+        self.entries: collections.deque[tuple[float, int, int]] = collections.deque()
         self.tokens = 0
+        self.requests = 0
 
     def trim(self, now: float) -> None:
-        while self.entries and self.entries[0][0] <= now - 60.0:
-            _, n = self.entries.popleft()
-            self.tokens -= n
+        while self.entries and self.entries[0][0] <= now - self.length_s:
+            _, tokens, requests = self.entries.popleft()
+            self.tokens -= tokens
+            self.requests -= requests
 
-    def add(self, now: float, tokens: int) -> None:
-        self.entries.append((now, tokens))
+    def add(self, now: float, tokens: int, requests: int) -> None:
+        self.entries.append((now, tokens, requests))
         self.tokens += tokens
+        self.requests += requests
+
+    def reset_in(self, now: float) -> float:
+        """Seconds until the oldest entry leaves the window."""
+        return max(0.0, self.entries[0][0] + self.length_s - now) if self.entries else 0.0
 
 
 class LLMSimulator:
@@ -136,7 +151,7 @@ class LLMSimulator:
         self._rng = random.Random(self.config.seed)
         self._clock = clock
         self._lock = threading.Lock()
-        self._window = _Window()
+        self._window = _Window(self.config.window_s)
         self._counter = 0
         self.stats: collections.Counter[str] = collections.Counter()
 
@@ -148,10 +163,7 @@ class LLMSimulator:
     def _reply(self, body: dict[str, Any]) -> SimulatedReply:
         cfg, rng = self.config, self._rng
         self.stats["requests"] += 1
-        messages = body.get("messages") or []
-        prompt_tokens = count_tokens(_message_text(messages)) + sum(
-            count_tokens(json.dumps(t)) for t in body.get("tools") or []
-        )
+        prompt_tokens = estimate_prompt_tokens(body)
         delay = self._latency()
         if prompt_tokens > cfg.context_window:
             self.stats["context_overflow"] += 1
@@ -181,7 +193,7 @@ class LLMSimulator:
             )
         self._counter += 1
         response = self._answer(body, prompt_tokens)
-        self._window.add(self._clock(), response["usage"]["completion_tokens"])
+        self._window.add(self._clock(), response["usage"]["completion_tokens"], 0)
         self.stats["ok"] += 1
         return SimulatedReply(200, response, self._limit_headers(), delay_s=delay)
 
@@ -198,10 +210,10 @@ class LLMSimulator:
         now = self._clock()
         win = self._window
         win.trim(now)
-        over_requests = cfg.rpm is not None and len(win.entries) >= cfg.rpm
+        over_requests = cfg.rpm is not None and win.requests >= cfg.rpm
         over_tokens = cfg.tpm is not None and win.tokens + prompt_tokens > cfg.tpm
         if not (over_requests or over_tokens):
-            win.add(now, prompt_tokens)
+            win.add(now, prompt_tokens, 1)
             return None
         retry_after = self._seconds_until_room(now, prompt_tokens, over_requests)
         headers = self._limit_headers()
@@ -211,8 +223,8 @@ class LLMSimulator:
         return SimulatedReply(
             429,
             _error(
-                f"Rate limit reached for {cfg.model} on {kind} per minute. "
-                f"Please try again in {retry_after:.3f}s.",
+                f"Rate limit reached for {cfg.model} on {kind} per min (RPM: limit "
+                f"{cfg.rpm}, TPM: limit {cfg.tpm}). Please try again in {retry_after:.3f}s.",
                 kind,
                 "rate_limit_exceeded",
             ),
@@ -222,23 +234,26 @@ class LLMSimulator:
     def _seconds_until_room(self, now: float, tokens: int, over_requests: bool) -> float:
         cfg, win = self.config, self._window
         if over_requests and cfg.rpm is not None:
-            idx = len(win.entries) - cfg.rpm
-            return max(0.001, win.entries[idx][0] + 60.0 - now)
+            excess = win.requests - cfg.rpm + 1
+            for at, _, requests in win.entries:
+                excess -= requests
+                if excess <= 0:
+                    return max(0.001, at + win.length_s - now)
+            return win.length_s
         freed = 0
-        for at, n in win.entries:
+        for at, n, _ in win.entries:
             freed += n
             if cfg.tpm is not None and win.tokens - freed + tokens <= cfg.tpm:
-                return max(0.001, at + 60.0 - now)
-        return 60.0
+                return max(0.001, at + win.length_s - now)
+        return win.length_s
 
     def _limit_headers(self) -> dict[str, str]:
         cfg, win = self.config, self._window
         headers: dict[str, str] = {}
-        now = self._clock()
-        reset = max(0.0, win.entries[0][0] + 60.0 - now) if win.entries else 0.0
+        reset = win.reset_in(self._clock())
         if cfg.rpm is not None:
             headers["x-ratelimit-limit-requests"] = str(cfg.rpm)
-            headers["x-ratelimit-remaining-requests"] = str(max(0, cfg.rpm - len(win.entries)))
+            headers["x-ratelimit-remaining-requests"] = str(max(0, cfg.rpm - win.requests))
             headers["x-ratelimit-reset-requests"] = f"{reset:.3f}s"
         if cfg.tpm is not None:
             headers["x-ratelimit-limit-tokens"] = str(cfg.tpm)
@@ -281,7 +296,11 @@ class LLMSimulator:
             finish = "tool_calls"
         elif fmt.get("type") in ("json_schema", "json_object"):
             schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
-            text = json.dumps(random_instance(schema, rng))
+            instance = random_instance(schema, rng)
+            if rng.random() < cfg.schema_invalid_rate:
+                self.stats["schema_invalid"] += 1
+                instance = _break_schema(instance, schema)
+            text = json.dumps(instance)
             if rng.random() < cfg.invalid_json_rate:
                 self.stats["invalid_json"] += 1
                 text = text[: max(1, len(text) // 2)] + rng.choice(("", "}}", "<eos>", ",,"))
@@ -305,6 +324,16 @@ class LLMSimulator:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+def _break_schema(instance: Any, schema: dict[str, Any]) -> Any:
+    """Valid JSON that violates the schema: a required field dropped, or the wrong type."""
+    required = schema.get("required") or []
+    if isinstance(instance, dict) and required:
+        broken = dict(instance)
+        broken.pop(required[0], None)
+        return broken
+    return {"unexpected": instance} if not isinstance(instance, dict) else [instance]
 
 
 def _error(message: str, type_: str, code: str | None = None) -> dict[str, Any]:

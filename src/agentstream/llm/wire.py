@@ -15,7 +15,7 @@ from agentstream.failures import (
     RateLimitedError,
     TransientError,
 )
-from agentstream.llm.base import LLMRequest, LLMResponse, ToolCall, Usage
+from agentstream.llm.base import LLMRequest, LLMResponse, RateLimitSnapshot, ToolCall, Usage
 
 
 def chat_body(request: LLMRequest) -> dict[str, Any]:
@@ -83,6 +83,30 @@ def parse_retry_after(headers: dict[str, str]) -> float | None:
     return max(found) if found else None
 
 
+def _int_header(lower: dict[str, str], name: str) -> int | None:
+    try:
+        return int(float(lower[name])) if name in lower else None
+    except ValueError:
+        return None
+
+
+def rate_limit_snapshot(headers: dict[str, str]) -> RateLimitSnapshot | None:
+    """The ``x-ratelimit-*`` headers of an OpenAI-compatible answer, if it has any."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    if not any(k.startswith("x-ratelimit-") for k in lower):
+        return None
+    reset_requests = lower.get("x-ratelimit-reset-requests")
+    reset_tokens = lower.get("x-ratelimit-reset-tokens")
+    return RateLimitSnapshot(
+        limit_requests=_int_header(lower, "x-ratelimit-limit-requests"),
+        remaining_requests=_int_header(lower, "x-ratelimit-remaining-requests"),
+        reset_requests_s=None if reset_requests is None else parse_duration(reset_requests),
+        limit_tokens=_int_header(lower, "x-ratelimit-limit-tokens"),
+        remaining_tokens=_int_header(lower, "x-ratelimit-remaining-tokens"),
+        reset_tokens_s=None if reset_tokens is None else parse_duration(reset_tokens),
+    )
+
+
 def parse_duration(text: str) -> float | None:
     """Parse OpenAI-style durations such as ``1s``, ``6m0s``, ``250ms`` or ``0.5``."""
     text = text.strip()
@@ -119,6 +143,10 @@ def error_for_status(
     error = (body or {}).get("error") or {}
     message = str(error.get("message") or f"HTTP {status}")
     code = str(error.get("code") or "")
+    if status == 429 and code == "insufficient_quota":
+        # Billing, not pacing: waiting a few seconds will not help, so it is not absorbed as a
+        # rate-limit wait; it counts as a transient failure of the event.
+        return TransientError(f"LLM quota exhausted: {message}")
     if status == 429:
         return RateLimitedError(message, retry_after=parse_retry_after(headers))
     if status in (408, 504):

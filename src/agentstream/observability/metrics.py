@@ -18,7 +18,8 @@ metric                                          from
 ``agentstream_retries_total{failure_class}``    attempts scheduled after transient failures
 ``agentstream_dead_letters_total{failure_class}`` events dead-lettered
 ``agentstream_rate_limit_waits_total``          429s and rate-limit backoffs
-``agentstream_rate_limit_wait_seconds_total``   time spent waiting for rate limits
+``agentstream_rate_limit_wait_seconds_total``   time spent waiting for rate limits (admission
+                                                permits, Retry-After waits, retry backoff)
 ``agentstream_divergences_total{source}``       non-determinism found on resume or replay
 ``agentstream_consumer_lag{topic,partition}``   uncommitted messages per owned partition
 ``agentstream_in_flight`` / ``_buffered``       events running / queued or running
@@ -45,6 +46,7 @@ from agentstream.middleware import (
     NonDeterminismInput,
     PollInput,
     ProcessOutcome,
+    RateLimitWaitInput,
     RetryInput,
     StepOutput,
     WorkerInput,
@@ -227,6 +229,10 @@ class PrometheusMiddleware(Middleware):
         self.retries.labels(inp.agent, inp.failure_class).inc()
         if isinstance(inp.error, RateLimitedError):
             self.rate_limit_seconds.labels(inp.agent).inc(inp.delay_s)
+
+    async def on_rate_limit_wait(self, inp: RateLimitWaitInput) -> None:
+        """Time a model call waited for rate-limit capacity (admission or Retry-After)."""
+        self.rate_limit_seconds.labels(inp.agent).inc(inp.delay_s)
 
     async def on_dead_letter(self, inp: DeadLetterInput) -> None:
         """Dead letters by class."""

@@ -25,6 +25,7 @@ from agentstream.journal.base import (
     StepStatus,
     Store,
 )
+from agentstream.llm.transcripts import expand_steps
 
 
 def _b64(raw: bytes | None) -> str | None:
@@ -45,7 +46,7 @@ async def export_history(store: Store, agent: str, path: str | Path) -> int:
         if e.message is None:
             continue
         msg = e.message
-        steps = await store.steps(agent, e.event_id)
+        steps = await expand_steps(store, await store.steps(agent, e.event_id))
         outbox = await store.outbox(agent, e.event_id)
         prefix = f"{agent}:{e.event_id}:"
         item: dict[str, Any] = {

@@ -14,7 +14,7 @@ steps run; suppress effects).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ class ReplayJournal:
     failures_: list[FailureRecord] = field(default_factory=list)
     dead: tuple[str, dict[str, Any]] | None = None
     released: bool = False
+    blobs: dict[str, str] = field(default_factory=dict)
 
     async def claim(
         self, agent: str, event_id: str, *, owner: str, lease_s: float, meta: EventMeta
@@ -132,6 +133,15 @@ class ReplayJournal:
 
     async def unpark(self, agent: str, parked_id: int) -> None:
         """Nothing is parked."""
+
+    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
+        """Transcript parts of steps this replay writes, kept in memory."""
+        for digest, body in blobs.items():
+            self.blobs.setdefault(digest, body)
+
+    async def get_blobs(self, digests: Collection[str]) -> dict[str, str]:
+        """Parts this replay wrote (recorded steps reference the live journal's blobs)."""
+        return {d: self.blobs[d] for d in digests if d in self.blobs}
 
 
 class NothingRecorded:

@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from agentstream.agent import AgentSpec, Ordering
 from agentstream.codec import to_jsonable
@@ -40,8 +41,11 @@ from agentstream.journal.base import (
     EventJournal,
     EventMeta,
     FailureRecord,
+    StepKind,
+    StepRecord,
 )
 from agentstream.llm.base import LLMProvider
+from agentstream.llm.transcripts import expand_steps
 from agentstream.middleware import (
     CompletedInput,
     DeadLetterInput,
@@ -53,6 +57,9 @@ from agentstream.middleware import (
     RetryInput,
 )
 from agentstream.runtime.batcher import JournalBatcher
+
+if TYPE_CHECKING:
+    from agentstream.llm.admission import RateLimitRetry
 
 log = logging.getLogger("agentstream.executor")
 
@@ -96,6 +103,8 @@ class Executor:
         clock: Wall-clock seconds.
         rng: Randomness for backoff jitter.
         answers: Replay only: where steps missing from the claim's record are answered.
+        rate_limit_retry: How model calls answered 429 are retried at the call site (None:
+            a 429 fails the attempt like any transient error).
     """
 
     def __init__(
@@ -111,6 +120,7 @@ class Executor:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         answers: RecordedAnswers | None = None,
+        rate_limit_retry: RateLimitRetry | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -122,6 +132,7 @@ class Executor:
         self._clock = clock
         self._rng = rng or random.Random()
         self._answers = answers
+        self._rate_limit_retry = rate_limit_retry
         self.journal = JournalBatcher(store, spec.name, owner=owner, lease_s=lease_s)
         self._claims: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task[object]] = {}
@@ -273,6 +284,7 @@ class Executor:
                 middleware=self.mw,
                 clock=self._clock,
                 answers=self._answers,
+                rate_limit_retry=self._rate_limit_retry,
             )
             try:
                 result = await spec.handler(ctx, event.payload)
@@ -403,6 +415,7 @@ class Executor:
             steps=steps,
             issued_keys=ctx.issued_keys if ctx else (),
             epoch=claim.epoch,
+            detail=await self._transcript(steps),
         )
         outputs = (
             [dead_letter_record(spec.dead_letter, event, envelope)] if spec.dead_letter else []
@@ -427,6 +440,31 @@ class Executor:
             await self.mw.on_dead_letter(
                 DeadLetterInput(spec.name, event, failure_class, error, dlq_id)
             )
+
+    async def _transcript(self, steps: list[StepRecord]) -> dict[str, Any] | None:
+        """The conversation of the event's last model call, for the dead-letter envelope.
+
+        Each model call's output is already in the envelope's ``llm_attempts``; the last
+        request's messages show what the agent saw, expanded from the content-addressed journal.
+        """
+        llm = [s for s in steps if s.kind == StepKind.LLM]
+        if not llm:
+            return None
+        try:
+            last = (await expand_steps(self.store, llm[-1:]))[0]
+        except KeyError:
+            return None
+        request = last.request if isinstance(last.request, dict) else {}
+        return {
+            "transcript": {
+                "seq": last.seq,
+                "name": last.name,
+                "model": request.get("model"),
+                "messages": request.get("messages"),
+                "tools": request.get("tools"),
+                "response_format": request.get("response_format"),
+            }
+        }
 
     async def _release_quietly(self, identity: str, epoch: int) -> None:
         try:

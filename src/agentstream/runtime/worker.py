@@ -5,6 +5,11 @@ code and never waits for it, so a ten-minute model call cannot stall polling (an
 the consumer evicted from its group). When the scheduler's buffer is full the loop pauses the
 transport and keeps polling; it resumes once the buffer has drained to ``resume_ratio``.
 
+Middleware that implements :class:`ConsumptionGate` (admission control does) can also hold
+consumption: while any gate says ``should_pause(agent)``, the transport stays paused (lag
+grows, nothing is dropped or dead-lettered) and the loop keeps polling; it resumes when every
+gate lets go and the buffer has room.
+
 Under ``ordering="strict"`` a sweep task resumes parked events whose key was released (its dead
 letter redriven and completed, or discarded): they are queued, in parking order, on their key's
 queue like fresh deliveries, but were acknowledged when parked, so they are not acknowledged
@@ -25,6 +30,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agentstream.agent import AgentSpec, Ordering
 from agentstream.config import RuntimeConfig
@@ -38,7 +44,22 @@ from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.scheduler import KeyedScheduler
 from agentstream.transports.base import Transport
 
+if TYPE_CHECKING:
+    from agentstream.llm.admission import RateLimitRetry
+
 log = logging.getLogger("agentstream.worker")
+
+
+@runtime_checkable
+class ConsumptionGate(Protocol):
+    """Something that can hold an agent's consumption (a spent LLM budget, a rate-limit storm).
+
+    The poll loop asks every turn, so the answer must be cheap (no I/O).
+    """
+
+    def should_pause(self, agent: str) -> bool:
+        """Whether the worker of ``agent`` should stop fetching new events for now."""
+        ...
 
 
 class AgentWorker:
@@ -54,6 +75,7 @@ class AgentWorker:
         owner: Worker id recorded with claims.
         group: Consumer group.
         relay: The process's outbox relay, notified on completions.
+        rate_limit_retry: How model calls answered 429 are retried at the call site.
     """
 
     def __init__(
@@ -68,6 +90,7 @@ class AgentWorker:
         owner: str,
         group: str,
         relay: OutboxRelay | None = None,
+        rate_limit_retry: RateLimitRetry | None = None,
     ) -> None:
         self.spec = spec
         self.transport = transport
@@ -77,12 +100,23 @@ class AgentWorker:
         self.group = group
         self.relay = relay
         self.executor = Executor(
-            spec, store, provider, middleware, owner=owner, group=group, lease_s=config.lease_s
+            spec,
+            store,
+            provider,
+            middleware,
+            owner=owner,
+            group=group,
+            lease_s=config.lease_s,
+            rate_limit_retry=rate_limit_retry,
         )
         self.scheduler = KeyedScheduler(
             self.executor.process, self._done, concurrency=spec.concurrency
         )
         self.paused = False
+        self.gate_pauses = 0
+        self._buffer_full = False
+        self._gated = False
+        self._gates = [m for m in middleware.items if isinstance(m, ConsumptionGate)]
         self.delivered = 0
         self._warned_coordinates = False
         self._stop = asyncio.Event()
@@ -192,12 +226,7 @@ class AgentWorker:
                 self.scheduler.submit(event)
             self.delivered += len(messages)
             buffered = self.scheduler.buffered
-            if not self.paused and buffered >= high:
-                self.transport.pause()
-                self.paused = True
-            elif self.paused and buffered <= low:
-                self.transport.resume()
-                self.paused = False
+            self._apply_pause(buffered, high, low)
             if wants_poll:
                 lag = None
                 if time.monotonic() >= next_lag:
@@ -218,6 +247,32 @@ class AgentWorker:
                 )
             if not messages and self.paused:
                 await asyncio.sleep(min(cfg.poll_timeout_s, 0.05))
+
+    def _apply_pause(self, buffered: int, high: int, low: int) -> None:
+        """Pause while the buffer is full (with hysteresis) or any gate holds consumption."""
+        if buffered >= high:
+            self._buffer_full = True
+        elif buffered <= low:
+            self._buffer_full = False
+        gated = any(g.should_pause(self.spec.name) for g in self._gates)
+        if gated != self._gated:
+            self._gated = gated
+            if gated:
+                self.gate_pauses += 1
+            log.info(
+                "agent %s: %s",
+                self.spec.name,
+                "consumption paused: LLM capacity or budget is spent"
+                if gated
+                else "consumption resumed: LLM capacity is back",
+            )
+        want = self._buffer_full or gated
+        if want and not self.paused:
+            self.transport.pause()
+            self.paused = True
+        elif not want and self.paused:
+            self.transport.resume()
+            self.paused = False
 
     async def _unpark_loop(self) -> None:
         while True:
@@ -259,7 +314,10 @@ class AgentWorker:
             except Exception:
                 log.exception("agent %s: lease renewal failed", self.spec.name)
                 continue
+            current = dict(self.executor.claims())
             for identity in lost:
+                if current.get(identity) != dict(claims).get(identity):
+                    continue  # finished (or re-claimed) while the renewal ran: not lost
                 log.warning(
                     "agent %s: claim on %s lost; stopping its handler", self.spec.name, identity
                 )

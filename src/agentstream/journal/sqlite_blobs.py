@@ -1,0 +1,86 @@
+"""Content-addressed blobs in the SQLite journal (large parts of LLM transcripts).
+
+A mixin of :class:`~agentstream.journal.sqlite.SqliteStore`; see
+:class:`~agentstream.journal.base.Store` for the contract and
+:mod:`agentstream.llm.transcripts` for what is stored. Each blob remembers when a step last
+referenced it (``used_at``), so retention deletes the blobs that no remaining step needs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Collection, Mapping
+
+from agentstream.journal.base import blob_refs
+from agentstream.sqlite_db import SqliteDatabase
+
+
+def prune_blobs(conn: sqlite3.Connection, before: float) -> int:
+    """Delete blobs unused since ``before`` that no remaining step request references.
+
+    Runs inside the prune transaction, after old steps were deleted. Only when some blob is old
+    enough are the remaining LLM step requests scanned for references.
+    """
+    if (
+        conn.execute("SELECT 1 FROM as_blobs WHERE used_at < ? LIMIT 1", (before,)).fetchone()
+        is None
+    ):
+        return 0
+    referenced: set[str] = set()
+    for (request,) in conn.execute(
+        "SELECT request FROM as_steps WHERE kind = 'llm' AND request LIKE '%\"$blob\"%'"
+    ):
+        blob_refs(json.loads(request), referenced)
+    conn.execute("DROP TABLE IF EXISTS temp.as_keep_blobs")
+    conn.execute("CREATE TEMP TABLE as_keep_blobs (digest TEXT PRIMARY KEY)")
+    conn.executemany("INSERT INTO temp.as_keep_blobs VALUES (?)", [(d,) for d in referenced])
+    deleted = conn.execute(
+        "DELETE FROM as_blobs WHERE used_at < ? AND digest NOT IN "
+        "(SELECT digest FROM temp.as_keep_blobs)",
+        (before,),
+    ).rowcount
+    conn.execute("DROP TABLE temp.as_keep_blobs")
+    return int(deleted)
+
+
+class SqliteBlobs:
+    """``put_blobs`` / ``get_blobs`` of the SQLite journal."""
+
+    db: SqliteDatabase
+    _clock: Callable[[], float]
+
+    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
+        """Store content-addressed texts; a known digest keeps its text and is marked used."""
+        if not blobs:
+            return
+        now = self._clock()
+        rows = [(digest, body, now, now) for digest, body in blobs.items()]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO as_blobs (digest, body, created_at, used_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (digest) DO UPDATE SET used_at = excluded.used_at",
+                rows,
+            )
+
+        await self.db.write(op)
+
+    async def get_blobs(self, digests: Collection[str]) -> dict[str, str]:
+        """The stored texts among ``digests``."""
+        wanted = list(dict.fromkeys(digests))
+        if not wanted:
+            return {}
+
+        def op(conn: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for digest, body in conn.execute(
+                    f"SELECT digest, body FROM as_blobs WHERE digest IN ({marks})", chunk
+                ):
+                    found[digest] = body
+            return found
+
+        return await self.db.read(op)
