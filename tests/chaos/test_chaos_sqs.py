@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.context import EVENT_ID_HEADER
+from agentstream.outputs import EVENT_ID_HEADER
 from tests.chaos.harness import ChaosPlan, run_chaos, verify
 from tests.sqs.conftest import drain, make_queue, redrive
 from tests.sqs.moto_fifo import fifo_moto_server
