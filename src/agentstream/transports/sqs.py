@@ -41,10 +41,10 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentstream.event import Message, OutgoingRecord, TopicPartition
-from agentstream.failures import ConfigurationError, TransientError
+from agentstream.failures import ConfigurationError
 from agentstream.transports.base import RebalanceListener
 from agentstream.transports.sqs_client import (
     AwsClients,
@@ -52,7 +52,7 @@ from agentstream.transports.sqs_client import (
     is_sns_destination,
     translate_error,
 )
-from agentstream.transports.sqs_codec import EncodedRecord, decode_message, encode_record
+from agentstream.transports.sqs_codec import decode_message
 from agentstream.transports.sqs_config import SQSSettings, parse_sqs_url
 from agentstream.transports.sqs_inflight import (
     Held,
@@ -62,16 +62,11 @@ from agentstream.transports.sqs_inflight import (
     by_queue,
     chunks,
 )
+from agentstream.transports.sqs_produce import publish_to_topic, send_to_queue
 
 if TYPE_CHECKING:
-    from types_aiobotocore_sns.type_defs import (
-        MessageAttributeValueTypeDef as SNSAttributeTypeDef,
-    )
-    from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
     from types_aiobotocore_sqs.type_defs import (
-        MessageAttributeValueTypeDef,
         MessageTypeDef,
-        SendMessageBatchRequestEntryTypeDef,
     )
 
     from agentstream.backends import Backends
@@ -447,78 +442,9 @@ class SQSTransport:
             by_destination.setdefault(record.topic, []).append(record)
         for destination, recs in by_destination.items():
             if is_sns_destination(destination):
-                await self._publish(destination, recs)
+                await publish_to_topic(self.clients, destination, recs)
             else:
-                await self._send(destination, recs)
-
-    async def _send(self, destination: str, records: Sequence[OutgoingRecord]) -> None:
-        info = await self.clients.queue(destination)
-        encoded = [
-            encode_record(
-                r,
-                fifo=info.fifo,
-                content_dedupe=info.content_dedupe,
-                max_size=info.max_message_size,
-            )
-            for r in records
-        ]
-        for batch in _size_batches(encoded, info.max_message_size):
-            entries: list[SendMessageBatchRequestEntryTypeDef] = []
-            for i, rec in enumerate(batch):
-                entry: SendMessageBatchRequestEntryTypeDef = {
-                    "Id": str(i),
-                    "MessageBody": rec.body,
-                    "MessageAttributes": _sqs_attributes(rec),
-                }
-                if rec.group_id is not None:
-                    entry["MessageGroupId"] = rec.group_id
-                if rec.dedupe_id is not None:
-                    entry["MessageDeduplicationId"] = rec.dedupe_id
-                entries.append(entry)
-
-            async def call(
-                pending: list[SendMessageBatchRequestEntryTypeDef],
-            ) -> list[tuple[str, bool, str]]:
-                response = await self.clients.sqs.send_message_batch(
-                    QueueUrl=info.url, Entries=pending
-                )
-                return [
-                    (f["Id"], f.get("SenderFault", False), f"{f.get('Code')}: {f.get('Message')}")
-                    for f in response.get("Failed", [])
-                ]
-
-            await _send_with_retries(entries, call, f"send to queue {destination!r}")
-
-    async def _publish(self, destination: str, records: Sequence[OutgoingRecord]) -> None:
-        topic = await self.clients.topic(destination)
-        sns = await self.clients.sns()
-        encoded = [encode_record(r, fifo=topic.fifo, max_size=_SNS_MAX_SIZE) for r in records]
-        for batch in _size_batches(encoded, _SNS_MAX_SIZE):
-            entries: list[PublishBatchRequestEntryTypeDef] = []
-            for i, rec in enumerate(batch):
-                entry: PublishBatchRequestEntryTypeDef = {
-                    "Id": str(i),
-                    "Message": rec.body,
-                    "MessageAttributes": _sns_attributes(rec),
-                }
-                if rec.group_id is not None:
-                    entry["MessageGroupId"] = rec.group_id
-                if rec.dedupe_id is not None:
-                    entry["MessageDeduplicationId"] = rec.dedupe_id
-                entries.append(entry)
-
-            async def call(
-                pending: list[PublishBatchRequestEntryTypeDef],
-            ) -> list[tuple[str, bool, str]]:
-                response = await sns.publish_batch(
-                    TopicArn=topic.arn, PublishBatchRequestEntries=pending
-                )
-                return [
-                    (f["Id"], f.get("SenderFault", False), f"{f.get('Code')}: {f.get('Message')}")
-                    for f in response.get("Failed", [])
-                ]
-
-            await _send_with_retries(entries, call, f"publish to {destination!r}")
+                await send_to_queue(self.clients, destination, recs)
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -576,70 +502,6 @@ class SQSTransport:
     def held(self) -> dict[str, int]:
         """How many messages this consumer holds, per state (for tests and metrics)."""
         return {str(s): self._held.count(s) for s in HeldState}
-
-
-def _size_batches(encoded: Sequence[EncodedRecord], max_total: int) -> list[list[EncodedRecord]]:
-    """Split records into batches of at most ten whose sizes add up to at most ``max_total``."""
-    batches: list[list[EncodedRecord]] = []
-    current: list[EncodedRecord] = []
-    total = 0
-    for rec in encoded:
-        if current and (len(current) == 10 or total + rec.size > max_total):
-            batches.append(current)
-            current, total = [], 0
-        current.append(rec)
-        total += rec.size
-    if current:
-        batches.append(current)
-    return batches
-
-
-async def _send_with_retries(
-    entries: list[Any],
-    call: Callable[[list[Any]], Awaitable[list[tuple[str, bool, str]]]],
-    action: str,
-    *,
-    rounds: int = 3,
-) -> None:
-    """Send a batch, re-sending only the entries that failed, a few times."""
-    pending = entries
-    for attempt in range(rounds):
-        try:
-            failed = await call(pending)
-        except Exception as exc:
-            raise translate_error(exc, action) from exc
-        if not failed:
-            return
-        sender = [msg for _, fault, msg in failed if fault]
-        if sender:
-            raise ConfigurationError(f"SQS {action}: rejected: {'; '.join(sender[:3])}")
-        failed_ids = {fid for fid, _, _ in failed}
-        pending = [e for e in pending if e["Id"] in failed_ids]
-        if attempt + 1 < rounds:
-            await asyncio.sleep(0.2 * (attempt + 1))
-    raise TransientError(
-        f"SQS {action}: {len(pending)} record(s) not accepted after {rounds} tries"
-    )
-
-
-def _sqs_attributes(rec: EncodedRecord) -> dict[str, MessageAttributeValueTypeDef]:
-    out: dict[str, MessageAttributeValueTypeDef] = {}
-    for name, attr in rec.attributes.items():
-        if isinstance(attr.value, bytes):
-            out[name] = {"DataType": attr.data_type, "BinaryValue": attr.value}
-        else:
-            out[name] = {"DataType": attr.data_type, "StringValue": attr.value}
-    return out
-
-
-def _sns_attributes(rec: EncodedRecord) -> dict[str, SNSAttributeTypeDef]:
-    out: dict[str, SNSAttributeTypeDef] = {}
-    for name, attr in rec.attributes.items():
-        if isinstance(attr.value, bytes):
-            out[name] = {"DataType": attr.data_type, "BinaryValue": attr.value}
-        else:
-            out[name] = {"DataType": attr.data_type, "StringValue": attr.value}
-    return out
 
 
 def from_url(url: str, config: RuntimeConfig, backends: Backends) -> SQSTransport:
