@@ -157,6 +157,21 @@ class PollInput:
 
 
 @dataclass(frozen=True, slots=True)
+class RebalanceInput:
+    """Partitions (or queues) moved to or away from this worker.
+
+    Attributes:
+        change: ``assigned`` or ``revoked``.
+        partitions: The partitions that moved.
+    """
+
+    agent: str
+    group: str
+    change: str
+    partitions: Sequence[TopicPartition]
+
+
+@dataclass(frozen=True, slots=True)
 class RateLimitWaitInput:
     """A model call that waited for rate-limit capacity instead of failing.
 
@@ -225,6 +240,9 @@ class Middleware:
     async def on_rate_limit_wait(self, inp: RateLimitWaitInput) -> None:
         """A model call waited for rate-limit capacity (not an attempt of the event)."""
 
+    async def on_rebalance(self, inp: RebalanceInput) -> None:
+        """Partitions were assigned to or revoked from this worker."""
+
     async def output_headers(self, inp: OutputsInput) -> Headers:
         """Headers to add to every output of the event (trace context, for example)."""
         return ()
@@ -251,6 +269,7 @@ _HOOKS: tuple[_Hook, ...] = (
     Middleware.on_nondeterminism,
     Middleware.on_poll,
     Middleware.on_rate_limit_wait,
+    Middleware.on_rebalance,
     Middleware.output_headers,
 )
 
@@ -369,6 +388,11 @@ class MiddlewareStack:
         """Dispatch ``on_rate_limit_wait``."""
         for m in self._order(Middleware.on_rate_limit_wait, True):
             await m.on_rate_limit_wait(inp)
+
+    async def on_rebalance(self, inp: RebalanceInput) -> None:
+        """Dispatch ``on_rebalance``."""
+        for m in self._order(Middleware.on_rebalance, True):
+            await m.on_rebalance(inp)
 
     async def output_headers(self, inp: OutputsInput) -> Headers:
         """Dispatch ``output_headers``: every answer, in list order."""

@@ -19,7 +19,7 @@ from agentstream.demo.scenario import Ticket
 from agentstream.demo.scenario import Triage as Decision
 from agentstream.llm.simulated import SimulatedProvider
 from agentstream.llm.simulator import SimulatorConfig
-from agentstream.middleware import CompletedInput, Middleware
+from agentstream.middleware import CompletedInput, Middleware, RebalanceInput
 from tests.chaos.world import World
 
 env = os.environ.get
@@ -33,6 +33,13 @@ class KillAfterComplete(Middleware):
 
     async def after_complete(self, inp: CompletedInput) -> None:
         world.maybe_kill("after_complete", inp.event.identity)
+
+
+class CountRebalances(Middleware):
+    """Writes every assignment and revocation to the world file."""
+
+    async def on_rebalance(self, inp: RebalanceInput) -> None:
+        await asyncio.to_thread(world.rebalance, inp.change, len(inp.partitions))
 
 
 def _config() -> RuntimeConfig:
@@ -56,7 +63,7 @@ app = App(
         SimulatorConfig(latency_ms=float(env("CHAOS_LATENCY_MS", "20")), latency_sigma=0.8),
         call_log=env("CHAOS_CALLS", "calls.db"),
     ),
-    middleware=[KillAfterComplete()],
+    middleware=[KillAfterComplete(), CountRebalances()],
     config=_config(),
 )
 

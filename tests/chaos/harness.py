@@ -87,6 +87,8 @@ class ChaosReport:
     outputs: int
     redelivered_executions: int
     elapsed_s: float
+    deliveries: int = 0
+    rebalances: int = 0
     points_fired: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -97,7 +99,9 @@ class ChaosReport:
             f"{self.restarts} restarts; completed {self.completed}, dead {self.dead}; "
             f"refunds {self.refunds}; LLM calls {self.llm_calls} for {self.llm_steps} recorded "
             f"steps; handler re-executions after crashes {self.redelivered_executions}; "
-            f"{self.outputs} output records; kill points fired {self.points_fired}; "
+            f"{self.outputs} output records; {self.deliveries} deliveries "
+            f"({self.deliveries - self.produced} redeliveries); {self.rebalances} rebalances "
+            f"(assignments + revocations); kill points fired {self.points_fired}; "
             f"{self.elapsed_s:.1f}s"
         )
 
@@ -423,4 +427,6 @@ async def verify(
         redelivered_executions=sum(n - 1 for n in executions.values()),
         elapsed_s=facts["elapsed_s"],
         points_fired=dict(collections.Counter(m["point"] for m in world["kill_marks"])),
+        deliveries=sum(r.deliveries for r in records.values()),
+        rebalances=len(world["rebalances"]),
     )

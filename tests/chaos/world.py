@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS observations (
     id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, customer_id TEXT NOT NULL,
     seq INTEGER NOT NULL, decision TEXT NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rebalances (
+    id INTEGER PRIMARY KEY, change TEXT NOT NULL, partitions INTEGER NOT NULL,
+    pid INTEGER NOT NULL, at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kill_marks (point TEXT NOT NULL, ticket_id TEXT NOT NULL,
     pid INTEGER NOT NULL, PRIMARY KEY (point, ticket_id));
 """
@@ -79,6 +83,14 @@ class World:
                 (ticket_id, customer_id, seq, decision, os.getpid(), time.time()),
             )
 
+    def rebalance(self, change: str, partitions: int) -> None:
+        """Record that this worker was assigned or lost partitions."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO rebalances (change, partitions, pid, at) VALUES (?, ?, ?, ?)",
+                (change, partitions, os.getpid(), time.time()),
+            )
+
     def maybe_kill(self, point: str, ticket_id: str) -> None:
         """SIGKILL this process if the plan says so and it has not fired yet."""
         if (point, ticket_id) not in self.plan:
@@ -99,7 +111,7 @@ def read_world(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     try:
         return {
             table: [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
-            for table in ("refunds", "observations", "kill_marks")
+            for table in ("refunds", "observations", "kill_marks", "rebalances")
         }
     finally:
         conn.close()

@@ -85,6 +85,9 @@ async def test_metrics_scraped_over_http_match_the_counts_of_a_run(tmp_path):
     assert total(scraped, "agentstream_consumer_lag") == 0
     assert total(scraped, "agentstream_in_flight") == 0
     assert ("agentstream_consumer_lag", (("partition", "0"), ("topic", "tickets"))) in scraped
+    # the one worker was assigned its partition once and never lost it
+    assert total(scraped, "agentstream_rebalances_total", change="assigned") == 1
+    assert total(scraped, "agentstream_rebalances_total", change="revoked") == 0
 
 
 async def test_a_trace_shows_the_event_span_its_steps_and_flows_through_headers(tmp_path):

@@ -22,6 +22,7 @@ metric                                          from
                                                 permits, Retry-After waits, retry backoff)
 ``agentstream_divergences_total{source}``       non-determinism found on resume or replay
 ``agentstream_consumer_lag{topic,partition}``   uncommitted messages per owned partition
+``agentstream_rebalances_total{change}``        partitions assigned / revoked
 ``agentstream_in_flight`` / ``_buffered``       events running / queued or running
 ``agentstream_paused``                          1 while consumption is paused
 ``agentstream_step_seconds{kind,replayed}``     step latency histogram
@@ -47,6 +48,7 @@ from agentstream.middleware import (
     PollInput,
     ProcessOutcome,
     RateLimitWaitInput,
+    RebalanceInput,
     RetryInput,
     StepOutput,
     WorkerInput,
@@ -135,6 +137,12 @@ class PrometheusMiddleware(Middleware):
             ["agent", "topic", "partition"],
             registry=r,
         )
+        self.rebalances = Counter(
+            "agentstream_rebalances",
+            "Partition assignments and revocations seen by this worker.",
+            ["agent", "change"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "agentstream_in_flight", "Events running now.", ["agent"], registry=r
         )
@@ -195,6 +203,10 @@ class PrometheusMiddleware(Middleware):
         self._workers = max(0, self._workers - 1)
         if self._workers == 0:
             self.shutdown()
+
+    async def on_rebalance(self, inp: RebalanceInput) -> None:
+        """Count assignments and revocations."""
+        self.rebalances.labels(inp.agent, inp.change).inc()
 
     async def after_process(self, inp: ProcessOutcome) -> None:
         """Deliveries, duplicates, avoided calls, delivery latency."""

@@ -37,7 +37,13 @@ from agentstream.config import RuntimeConfig
 from agentstream.event import WEAK_IDENTITY_SOURCES, Event, TopicPartition
 from agentstream.journal.base import Store
 from agentstream.llm.base import LLMProvider
-from agentstream.middleware import Middleware, MiddlewareStack, PollInput, WorkerInput
+from agentstream.middleware import (
+    Middleware,
+    MiddlewareStack,
+    PollInput,
+    RebalanceInput,
+    WorkerInput,
+)
 from agentstream.runtime.executor import Executor
 from agentstream.runtime.intake import interpret
 from agentstream.runtime.relay import OutboxRelay
@@ -133,10 +139,16 @@ class AgentWorker:
     async def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
         """Partitions arrived."""
         log.info("agent %s: assigned %s", self.spec.name, ", ".join(map(str, partitions)))
+        await self.mw.on_rebalance(
+            RebalanceInput(self.spec.name, self.group, "assigned", tuple(partitions))
+        )
 
     async def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         """Partitions are leaving: drop their queued events, give running ones a short grace."""
         log.info("agent %s: revoked %s", self.spec.name, ", ".join(map(str, partitions)))
+        await self.mw.on_rebalance(
+            RebalanceInput(self.spec.name, self.group, "revoked", tuple(partitions))
+        )
         running = self.scheduler.drop(partitions)
         gone = set(partitions)
         for parked_id, tp in list(self._unparking.items()):
