@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS rebalances (
     id INTEGER PRIMARY KEY, change TEXT NOT NULL, partitions INTEGER NOT NULL,
     pid INTEGER NOT NULL, at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, outcome TEXT NOT NULL,
+    pid INTEGER NOT NULL, at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kill_marks (point TEXT NOT NULL, ticket_id TEXT NOT NULL,
     pid INTEGER NOT NULL, PRIMARY KEY (point, ticket_id));
 """
@@ -91,6 +95,23 @@ class World:
                 (change, partitions, os.getpid(), time.time()),
             )
 
+    def outcome(self, ticket_id: str, outcome: str) -> None:
+        """Record how one delivery ended in this process."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO outcomes (ticket_id, outcome, pid, at) VALUES (?, ?, ?, ?)",
+                (ticket_id, outcome, os.getpid(), time.time()),
+            )
+
+    def first_time(self, point: str, ticket_id: str) -> bool:
+        """True for the first caller (in any process) to reach ``point`` for ``ticket_id``."""
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO kill_marks (point, ticket_id, pid) VALUES (?, ?, ?)",
+                (point, ticket_id, os.getpid()),
+            )
+        return cur.rowcount == 1
+
     def maybe_kill(self, point: str, ticket_id: str) -> None:
         """SIGKILL this process if the plan says so and it has not fired yet."""
         if (point, ticket_id) not in self.plan:
@@ -111,7 +132,7 @@ def read_world(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     try:
         return {
             table: [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
-            for table in ("refunds", "observations", "kill_marks", "rebalances")
+            for table in ("refunds", "observations", "kill_marks", "rebalances", "outcomes")
         }
     finally:
         conn.close()

@@ -1,0 +1,77 @@
+"""The agent of the zombie test: the first execution of each ticket stops mid-handler.
+
+ZOMBIE_BROKER, ZOMBIE_STORE   broker and journal URLs
+ZOMBIE_WORLD, ZOMBIE_CALLS    world file and simulator call log
+ZOMBIE_HOLD_S                 how long the first execution waits between its decision and its
+                              refund (the test SIGSTOPs the worker during that wait)
+ZOMBIE_LEASE_S, ZOMBIE_SESSION_S   claim lease and consumer session timeout
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from agentstream import App, Context, Retry, RuntimeConfig
+from agentstream.demo.scenario import Ticket
+from agentstream.demo.scenario import Triage as Decision
+from agentstream.llm.simulated import SimulatedProvider
+from agentstream.llm.simulator import SimulatorConfig
+from agentstream.middleware import Middleware, ProcessOutcome
+from tests.chaos.world import World
+
+env = os.environ.get
+world = World(env("ZOMBIE_WORLD", "world.db"))
+
+
+class RecordOutcomes(Middleware):
+    """Writes how every delivery ended, with this process's pid, to the world file."""
+
+    async def after_process(self, inp: ProcessOutcome) -> None:
+        await asyncio.to_thread(world.outcome, inp.event.identity, inp.outcome)
+
+
+app = App(
+    "zombie",
+    broker=env("ZOMBIE_BROKER"),
+    store=env("ZOMBIE_STORE"),
+    llm=lambda: SimulatedProvider(
+        SimulatorConfig(latency_ms=5.0), call_log=env("ZOMBIE_CALLS", "calls.db")
+    ),
+    middleware=[RecordOutcomes()],
+    config=RuntimeConfig(
+        lease_s=float(env("ZOMBIE_LEASE_S", "2")),
+        session_timeout_s=float(env("ZOMBIE_SESSION_S", "2")),
+        heartbeat_s=0.3,
+        commit_interval_s=0.1,
+        shutdown_grace_s=2,
+        revoke_grace_s=0.5,
+        partitions=2,
+    ),
+)
+
+
+@app.agent(
+    source="tickets",
+    key=lambda t: t.customer_id,
+    identity=lambda t: t.ticket_id,
+    output="decisions",
+    dead_letter="tickets.dlq",
+    retry=Retry(attempts=10, backoff_initial=0.05, backoff_max=0.5),
+)
+async def triage(ctx: Context, ticket: Ticket) -> Decision:
+    decision = await ctx.llm.parse(Decision, system="Triage.", user=ticket.text)
+    await asyncio.to_thread(
+        world.observe, ticket.ticket_id, ticket.customer_id, ticket.seq, decision.model_dump_json()
+    )
+    if world.first_time("hold", ticket.ticket_id):
+        await asyncio.sleep(float(env("ZOMBIE_HOLD_S", "3")))
+    await ctx.effect(
+        "refund",
+        world.refund,
+        ticket.ticket_id,
+        max(decision.refund_cents, 1),
+        idempotency_key=ctx.key("refund"),
+        reconcile=world.lookup_refund,
+    )
+    return decision

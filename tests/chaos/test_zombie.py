@@ -1,0 +1,27 @@
+"""A worker frozen (SIGSTOP) past its lease cannot write when it wakes: no effect doubles."""
+
+from __future__ import annotations
+
+from tests.chaos.zombie import ZombieSetup, run_zombie
+
+
+def assert_fenced(result) -> None:
+    # The successor claimed with a newer epoch (after waiting out the lease) and completed,
+    assert result.record.state == "completed"
+    assert result.record.epoch >= 2
+    assert result.successor_outcomes[-1] == "completed", result.successor_outcomes
+    # the refund happened exactly once, by the successor,
+    assert len(result.refunds) == 1, result.refunds
+    assert result.refunds[0]["pid"] == result.successor_pid
+    # and the woken worker's delivery ended fenced: its late writes were rejected.
+    assert result.zombie_outcomes and result.zombie_outcomes[0] == "fenced", result.zombie_outcomes
+    assert "completed" not in result.zombie_outcomes
+
+
+async def test_a_worker_woken_after_its_lease_moved_on_is_fenced_embedded(tmp_path):
+    # Given a worker stopped mid-handler on the embedded log and SQLite journal,
+    # when another worker takes the event over and the first is continued
+    url = f"sqlite:///{tmp_path / 'agentstream.db'}"
+    result = await run_zombie(ZombieSetup(broker=url, store=url, workdir=tmp_path))
+    # then its writes are rejected and the effect is not doubled
+    assert_fenced(result)
