@@ -83,14 +83,9 @@ class PostgresDatabase:
         self._clock = clock
         self._timeout_s = timeout_s
         self._quoted = quote_ident(schema)
-        self._pool: psycopg_pool.AsyncConnectionPool[Conn] = psycopg_pool.AsyncConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=pool_size,
-            kwargs={"autocommit": True},
-            open=False,
-            name=f"agentstream-journal-{schema}",
-        )
+        self._pool: psycopg_pool.AsyncConnectionPool[Conn] | None = None
+        self._users = 0
+        self._opening: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(schema={self.schema!r})"
@@ -100,16 +95,42 @@ class PostgresDatabase:
         return text.replace("{s}", self._quoted)
 
     async def open(self) -> None:
-        """Open the pool and apply pending migrations (safe with many openers at once)."""
-        try:
-            await self._pool.open(wait=True, timeout=self._timeout_s)
-        except psycopg_pool.PoolTimeout as exc:
-            raise TransientError(f"PostgreSQL journal unreachable: {exc}") from exc
-        await self.run(lambda conn: migrate(conn, self.schema, self._clock()))
+        """Open the pool and apply pending migrations (safe with many openers at once).
+
+        Reference-counted like the SQLite journal: users sharing one store object (a worker,
+        the outbox relay, a test harness) call ``open``/``close`` in pairs, and the pool
+        closes with the last of them.
+        """
+        self._opening = self._opening or asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                pool: psycopg_pool.AsyncConnectionPool[Conn] = psycopg_pool.AsyncConnectionPool(
+                    self.conninfo,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    kwargs={"autocommit": True},
+                    open=False,
+                    name=f"agentstream-journal-{self.schema}",
+                )
+                try:
+                    await pool.open(wait=True, timeout=self._timeout_s)
+                    async with pool.connection(timeout=self._timeout_s) as conn:
+                        await migrate(conn, self.schema, self._clock())
+                except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+                    await pool.close()
+                    raise TransientError(f"PostgreSQL journal unavailable: {exc}") from exc
+                except BaseException:
+                    await pool.close()
+                    raise
+                self._pool = pool
+            self._users += 1
 
     async def close(self) -> None:
-        """Close the pool."""
-        await self._pool.close()
+        """Close the pool once its last user has closed."""
+        self._users = max(0, self._users - 1)
+        if self._users == 0 and self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
 
     async def run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         """Run ``fn`` on a pooled connection, retrying deadlocks and serialization failures.
@@ -117,6 +138,8 @@ class PostgresDatabase:
         ``fn`` must be safe to run again: a retried attempt's transaction was rolled back.
         """
         for attempt in range(_RETRIES):
+            if self._pool is None:
+                raise RuntimeError(f"{self!r} is not open")
             try:
                 async with self._pool.connection(timeout=self._timeout_s) as conn:
                     return await fn(conn)
