@@ -129,3 +129,23 @@ async def test_concurrent_completions_of_one_claim_take_effect_once(workers):
     # Then exactly one succeeded and the output was queued once
     assert sorted(r[0] is None for r in results) == [False, True]
     assert len(await a.outbox("ag", "e1")) == 1
+
+
+async def test_a_batch_holding_a_stale_and_the_current_claim_completes_only_the_current(workers):
+    a, _, clock = workers
+    stale = await a.claim("ag", "e1", owner="a", lease_s=5, meta=META)
+    clock.advance(6)
+    current = await a.claim("ag", "e1", owner="a", lease_s=5, meta=META)
+
+    def done(tag: bytes) -> Completion:
+        return Completion(
+            outputs=[OutgoingRecord("out", None, tag, (), "ag:e1:0")], result=tag.decode()
+        )
+
+    errors = await a.complete_many(
+        "ag", [("e1", stale.epoch, done(b"stale")), ("e1", current.epoch, done(b"current"))]
+    )
+    assert isinstance(errors[0], FencedError) and errors[1] is None
+    assert [r.record.value for r in await a.outbox("ag", "e1")] == [b"current"]
+    record = await a.get_event("ag", "e1")
+    assert record is not None and record.result == "current"

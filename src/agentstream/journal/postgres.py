@@ -10,7 +10,11 @@ Concurrency: transactions run at READ COMMITTED. A claim inserts unknown events 
 and then sees a conflict) and locks known ones with ``SELECT ... FOR UPDATE`` in id order before
 deciding, so exactly one claimer wins. Every write that carries an epoch is conditional on
 ``state = 'claimed' AND epoch = %s`` in the same statement that writes, so a zombie's late
-write finds no row and raises :class:`~agentstream.failures.FencedError`. Row locks, not
+write finds no row and raises :class:`~agentstream.failures.FencedError`. Those statements
+address one row by its full primary key and spell the state test ``(state = 'claimed') IS
+TRUE``, which no index matches: a fresh journal has no statistics, and the planner would
+otherwise scan the ``(agent, state)`` index over every in-flight event. Batches send one such
+statement per row, pipelined (one round trip), in one transaction. Row locks, not
 SERIALIZABLE: the decisions are per row, so locking them is enough and nothing is retried
 under load; the rare deadlock between batches is retried by
 :meth:`~agentstream.journal.postgres_db.PostgresDatabase.run`.
@@ -43,6 +47,7 @@ from agentstream.journal.postgres_db import (
 from agentstream.journal.postgres_ops import PostgresOperations
 from agentstream.journal.postgres_rows import (
     COMPLETE,
+    COMPLETE_EFFECTS,
     INSERT_FRESH,
     INSERT_OUTBOX,
     OUTBOX_COLUMNS,
@@ -58,6 +63,24 @@ if TYPE_CHECKING:
     from agentstream.backends import Backends
 
 __all__ = ["PostgresStore", "from_url"]
+
+
+def _effects(
+    agent: str, now: float, batch: dict[tuple[str, int], Completion], done: set[tuple[str, int]]
+) -> dict[str, Any]:
+    """Parameters of :data:`COMPLETE_EFFECTS` for the completed items of a batch."""
+    completed = [(key[0], c) for key, c in batch.items() if key in done]
+    outputs = [(e, seq, rec) for e, c in completed for seq, rec in enumerate(c.outputs)]
+    versioned = [(c.entity, c.version) for _, c in completed if c.entity and c.version is not None]
+    return {
+        "agent": agent,
+        "now": now,
+        "ids": [e for e, _ in completed],
+        "o_ids": [o[0] for o in outputs],
+        "o_seqs": [o[1] for o in outputs],
+        "entities": [v[0] for v in versioned],
+        "versions": [v[1] for v in versioned],
+    } | outbox_arrays([o[2] for o in outputs])
 
 
 class PostgresStore(PostgresOperations):
@@ -127,13 +150,11 @@ class PostgresStore(PostgresOperations):
                     if c.status in (ClaimStatus.COMPLETED, ClaimStatus.DEAD)
                 ]
                 if settled:
-                    await conn.execute(
-                        self.q(
-                            "UPDATE {s}.as_events e SET deliveries = e.deliveries + d.n "
-                            "FROM unnest(%s::text[], %s::int[]) AS d(event_id, n) "
-                            "WHERE e.agent = %s AND e.event_id = d.event_id"
-                        ),
-                        ([e for e, _ in settled], [n for _, n in settled], agent),
+                    await self.run_many(
+                        conn,
+                        "UPDATE {s}.as_events SET deliveries = deliveries + %s "
+                        "WHERE agent = %s AND event_id = %s",
+                        [(n, agent, e) for e, n in sorted(settled)],
                     )
                 return answers
 
@@ -152,16 +173,15 @@ class PostgresStore(PostgresOperations):
         self, conn: Conn, agent: str, ids: list[str], owner: str, now: float, until: float
     ) -> dict[str, Claim]:
         """Decide claims on events that have rows, holding their row locks."""
-        cur = await conn.execute(
-            self.q(
-                "SELECT event_id, state, epoch, lease_until, attempts FROM {s}.as_events "
-                "WHERE agent = %s AND event_id = ANY(%s::text[]) ORDER BY event_id FOR UPDATE"
-            ),
-            (agent, ids),
+        rows = await self.run_many(
+            conn,
+            "SELECT event_id, state, epoch, lease_until, attempts FROM {s}.as_events "
+            "WHERE agent = %s AND event_id = %s FOR UPDATE",
+            [(agent, event_id) for event_id in ids],  # sorted: locks are taken in id order
         )
         answers: dict[str, Claim] = {}
         granted: list[tuple[str, int, int]] = []
-        for event_id, state, epoch, lease_until, attempts in await cur.fetchall():
+        for event_id, state, epoch, lease_until, attempts in rows:
             if state in (EventState.COMPLETED, EventState.DEAD):
                 status = (
                     ClaimStatus.COMPLETED if state == EventState.COMPLETED else ClaimStatus.DEAD
@@ -173,22 +193,12 @@ class PostgresStore(PostgresOperations):
                 granted.append((event_id, epoch + 1, attempts + 1))
         if not granted:
             return answers
-        await conn.execute(
-            self.q(
-                "UPDATE {s}.as_events e SET state = 'claimed', epoch = g.epoch, owner = %s, "
-                "lease_until = %s, attempts = g.attempts, deliveries = e.deliveries + 1, "
-                "updated_at = %s FROM unnest(%s::text[], %s::bigint[], %s::int[]) "
-                "AS g(event_id, epoch, attempts) WHERE e.agent = %s AND e.event_id = g.event_id"
-            ),
-            (
-                owner,
-                until,
-                now,
-                [g[0] for g in granted],
-                [g[1] for g in granted],
-                [g[2] for g in granted],
-                agent,
-            ),
+        await self.run_many(
+            conn,
+            "UPDATE {s}.as_events SET state = 'claimed', epoch = %s, owner = %s, "
+            "lease_until = %s, attempts = %s, deliveries = deliveries + 1, updated_at = %s "
+            "WHERE agent = %s AND event_id = %s",
+            [(epoch, owner, until, attempts, now, agent, e) for e, epoch, attempts in granted],
         )
         cur = await conn.execute(
             self.q(
@@ -215,16 +225,13 @@ class PostgresStore(PostgresOperations):
         until = self._clock() + lease_s
 
         async def op(conn: Conn) -> set[str]:
-            cur = await conn.execute(
-                self.q(
-                    "UPDATE {s}.as_events e SET lease_until = %s FROM unnest(%s::text[], "
-                    "%s::bigint[]) AS c(event_id, epoch) WHERE e.agent = %s "
-                    "AND e.event_id = c.event_id AND e.epoch = c.epoch AND e.state = 'claimed' "
-                    "RETURNING e.event_id"
-                ),
-                (until, [c[0] for c in claims], [c[1] for c in claims], agent),
+            rows = await self.run_many(
+                conn,
+                "UPDATE {s}.as_events SET lease_until = %s WHERE agent = %s AND event_id = %s "
+                "AND epoch = %s AND (state = 'claimed') IS TRUE RETURNING event_id",
+                [(until, agent, event_id, epoch) for event_id, epoch in sorted(claims)],
             )
-            return {row[0] for row in await cur.fetchall()}
+            return {row[0] for row in rows}
 
         kept = await self.run(op)
         return {event_id for event_id, _ in claims if event_id not in kept}
@@ -240,7 +247,7 @@ class PostgresStore(PostgresOperations):
                 self.q(
                     "UPDATE {s}.as_events SET state = 'pending', owner = NULL, lease_until = %s, "
                     "updated_at = %s WHERE agent = %s AND event_id = %s AND epoch = %s "
-                    "AND state = 'claimed'"
+                    "AND (state = 'claimed') IS TRUE"
                 ),
                 (not_before, now, agent, event_id, epoch),
             )
@@ -278,7 +285,7 @@ class PostgresStore(PostgresOperations):
             cur = await conn.execute(
                 self.q(
                     "WITH fence AS (UPDATE {s}.as_events SET updated_at = %s WHERE agent = %s "
-                    "AND event_id = %s AND epoch = %s AND state = 'claimed' RETURNING 1) "
+                    "AND event_id = %s AND epoch = %s AND (state = 'claimed') IS TRUE RETURNING 1) "
                     f"INSERT INTO {{s}}.as_steps (agent, event_id, {STEP_COLUMNS}) "
                     "SELECT %s::text, %s::text, %s::int, %s::text, %s::text, %s::text, %s::text, "
                     "%s::text, %s::text, %s::text, %s::text, %s::bigint, %s::float8, %s::float8 "
@@ -301,46 +308,33 @@ class PostgresStore(PostgresOperations):
     async def complete_many(
         self, agent: str, items: Sequence[tuple[str, int, Completion]]
     ) -> list[FencedError | None]:
-        """Complete several events in one statement; a FencedError for each stale claim."""
+        """Complete several events in one transaction; a FencedError for each stale claim."""
         if not items:
             return []
         now = self._clock()
-        batch: dict[str, tuple[int, Completion]] = {}
+        # SQLite completes the first item of an event whose epoch is current; distinct
+        # (event, epoch) pairs give the same answer, since only one epoch can be current.
+        batch: dict[tuple[str, int], Completion] = {}
         for event_id, epoch, completion in items:
-            batch.setdefault(event_id, (epoch, completion))
-        outputs: list[tuple[str, int, OutgoingRecord]] = [
-            (event_id, seq, record)
-            for event_id, (_, completion) in batch.items()
-            for seq, record in enumerate(completion.outputs)
+            batch.setdefault((event_id, epoch), completion)
+        fences = [
+            (c.outcome, dumps(c.result), now, now, agent, event_id, epoch)
+            for (event_id, epoch), c in sorted(batch.items(), key=lambda kv: kv[0])
         ]
-        versioned = [
-            (event_id, c.entity, c.version)
-            for event_id, (_, c) in batch.items()
-            if c.entity is not None and c.version is not None
-        ]
-        params: dict[str, Any] = {
-            "agent": agent,
-            "now": now,
-            "ids": list(batch),
-            "epochs": [epoch for epoch, _ in batch.values()],
-            "outcomes": [c.outcome for _, c in batch.values()],
-            "results": [dumps(c.result) for _, c in batch.values()],
-            "o_ids": [o[0] for o in outputs],
-            "o_seqs": [o[1] for o in outputs],
-            "v_ids": [v[0] for v in versioned],
-            "entities": [v[1] for v in versioned],
-            "versions": [v[2] for v in versioned],
-        } | outbox_arrays([o[2] for o in outputs])
 
-        async def op(conn: Conn) -> set[str]:
-            cur = await conn.execute(self.q(COMPLETE), params)
-            return {row[0] for row in await cur.fetchall()}
+        async def op(conn: Conn) -> set[tuple[str, int]]:
+            async with conn.transaction():
+                rows = await self.run_many(conn, COMPLETE, fences)
+                done = {(row[0], int(row[1])) for row in rows}
+                if done:
+                    await conn.execute(self.q(COMPLETE_EFFECTS), _effects(agent, now, batch, done))
+                return done
 
         done = await self.run(op)
         errors: list[FencedError | None] = []
         for event_id, epoch, _ in items:
-            if event_id in done and batch[event_id][0] == epoch:
-                done.discard(event_id)  # a repeat of the id in this batch is stale
+            if (event_id, epoch) in done:
+                done.discard((event_id, epoch))  # a repeat of the item in this batch is stale
                 errors.append(None)
             else:
                 errors.append(fenced(agent, event_id, epoch))
@@ -356,7 +350,7 @@ class PostgresStore(PostgresOperations):
             cur = await conn.execute(
                 self.q(
                     "WITH fence AS (UPDATE {s}.as_events SET updated_at = %s WHERE agent = %s "
-                    "AND event_id = %s AND epoch = %s AND state = 'claimed' RETURNING 1) "
+                    "AND event_id = %s AND epoch = %s AND (state = 'claimed') IS TRUE RETURNING 1) "
                     "INSERT INTO {s}.as_failures (agent, event_id, attempt, failure_class, "
                     "error_type, message, traceback, at) SELECT %s::text, %s::text, %s::int, "
                     "%s::text, %s::text, %s::text, %s::text, %s::float8 "
@@ -401,7 +395,7 @@ class PostgresStore(PostgresOperations):
                     self.q(
                         "UPDATE {s}.as_events SET state = 'dead', owner = NULL, lease_until = 0, "
                         "outcome = %s, completed_at = %s, updated_at = %s WHERE agent = %s "
-                        "AND event_id = %s AND epoch = %s AND state = 'claimed' "
+                        "AND event_id = %s AND epoch = %s AND (state = 'claimed') IS TRUE "
                         "RETURNING event_key"
                     ),
                     (failure_class, now, now, agent, event_id, epoch),

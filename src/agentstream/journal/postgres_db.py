@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -108,7 +108,10 @@ class PostgresDatabase:
                     self.conninfo,
                     min_size=1,
                     max_size=self.pool_size,
-                    kwargs={"autocommit": True},
+                    # No server-side prepared statements: a generic plan, made before the
+                    # tables have statistics, probes the wrong index for a batch's rows (and
+                    # unprepared statements also work behind a transaction-mode pgbouncer).
+                    kwargs={"autocommit": True, "prepare_threshold": None},
                     open=False,
                     name=f"agentstream-journal-{self.schema}",
                 )
@@ -150,6 +153,20 @@ class PostgresDatabase:
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
                 raise TransientError(f"PostgreSQL journal unavailable: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def run_many(
+        self, conn: Conn, sql: str, params: Sequence[Sequence[Any]]
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement per parameter row, pipelined; return every row they returned."""
+        if not params:
+            return []
+        rows: list[tuple[Any, ...]] = []
+        cur = conn.cursor()
+        await cur.executemany(self.q(sql), params, returning=True)
+        while True:
+            rows.extend(await cur.fetchall() if cur.pgresult and cur.pgresult.ntuples else [])
+            if not cur.nextset():
+                return rows
 
     async def fetchall(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         """Rows of one statement (``{s}`` in ``sql`` is the schema)."""

@@ -17,6 +17,7 @@ from agentstream.journal.base import BLOCKING_STATUSES, EventMeta
 __all__ = [
     "BLOCKING",
     "COMPLETE",
+    "COMPLETE_EFFECTS",
     "INSERT_FRESH",
     "INSERT_OUTBOX",
     "OUTBOX_COLUMNS",
@@ -83,46 +84,38 @@ INSERT_FRESH = (
     "ORDER BY i.event_id ON CONFLICT (agent, event_id) DO NOTHING RETURNING event_id"
 )
 
-COMPLETE = """
-WITH i AS (
-    SELECT * FROM unnest(%(ids)s::text[], %(epochs)s::bigint[], %(outcomes)s::text[],
-        %(results)s::text[]) AS i(event_id, epoch, outcome, result)
-), locked AS MATERIALIZED (
-    SELECT e.event_id FROM {s}.as_events e
-    WHERE e.agent = %(agent)s AND e.event_id = ANY(%(ids)s::text[])
-    ORDER BY e.event_id FOR UPDATE
-), done AS (
-    UPDATE {s}.as_events e SET state = 'completed', owner = NULL, lease_until = 0,
-        outcome = i.outcome, result = i.result, completed_at = %(now)s, updated_at = %(now)s
-    FROM i
-    WHERE e.agent = %(agent)s AND e.event_id = i.event_id AND e.epoch = i.epoch
-        AND e.state = 'claimed' AND e.event_id IN (SELECT event_id FROM locked)
-    RETURNING e.event_id
-), outbox AS (
+COMPLETE = (
+    "UPDATE {s}.as_events SET state = 'completed', owner = NULL, lease_until = 0, "
+    "outcome = %s, result = %s, completed_at = %s, updated_at = %s "
+    "WHERE agent = %s AND event_id = %s AND epoch = %s AND (state = 'claimed') IS TRUE "
+    "RETURNING event_id, epoch"
+)
+"""Complete one item if its claim is current (the fence); run once per item, pipelined.
+
+Per-row statements on the full primary key, rather than one join against an array: their plan
+is a primary-key probe whatever the table's statistics say (a fresh journal has none)."""
+
+COMPLETE_EFFECTS = """
+WITH outbox AS (
     INSERT INTO {s}.as_outbox (agent, event_id, seq, topic, key, value, headers, dedupe_id,
         created_at)
     SELECT %(agent)s, o.event_id, o.seq, o.topic, o.key, o.value, o.headers, o.dedupe_id, %(now)s
     FROM unnest(%(o_ids)s::text[], %(o_seqs)s::int[], %(topics)s::text[], %(keys)s::bytea[],
         %(values)s::bytea[], %(headers)s::text[], %(dedupe_ids)s::text[]) WITH ORDINALITY
         AS o(event_id, seq, topic, key, value, headers, dedupe_id, n)
-    WHERE o.event_id IN (SELECT event_id FROM done)
     ORDER BY o.n
 ), versions AS (
     INSERT INTO {s}.as_entity_versions AS v (agent, entity, version)
     SELECT %(agent)s, x.entity, MAX(x.version)
-    FROM unnest(%(v_ids)s::text[], %(entities)s::text[], %(versions)s::bigint[])
-        AS x(event_id, entity, version)
-    WHERE x.event_id IN (SELECT event_id FROM done)
+    FROM unnest(%(entities)s::text[], %(versions)s::bigint[]) AS x(entity, version)
     GROUP BY x.entity ORDER BY x.entity
     ON CONFLICT (agent, entity) DO UPDATE SET version = GREATEST(v.version, EXCLUDED.version)
-), resolved AS (
-    UPDATE {s}.as_dead_letters SET status = 'resolved'
-    WHERE agent = %(agent)s AND status = 'redriven' AND event_id IN (SELECT event_id FROM done)
 )
-SELECT event_id FROM done
+UPDATE {s}.as_dead_letters SET status = 'resolved'
+WHERE agent = %(agent)s AND status = 'redriven' AND event_id = ANY(%(ids)s::text[])
 """
-"""Complete a batch in one statement: each item only if its claim is current (the fence),
-with its outbox rows, entity versions and the resolution of a redriven dead letter."""
+"""What the completed items of a batch write besides their rows, in one statement: outbox
+records, entity versions (only forward) and the resolution of a redriven dead letter."""
 
 
 def fresh_arrays(fresh: dict[str, EventMeta]) -> dict[str, list[Any]]:
