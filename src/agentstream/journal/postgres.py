@@ -191,6 +191,9 @@ class PostgresStore(PostgresOperations):
                 answers[event_id] = Claim(ClaimStatus.BUSY, epoch, attempts, lease_until)
             else:
                 granted.append((event_id, epoch + 1, attempts + 1))
+        for event_id in ids:
+            # pruned between our insert's conflict and the lock: ask again, it is new again
+            answers.setdefault(event_id, Claim(ClaimStatus.BUSY, 0, 0, now))
         if not granted:
             return answers
         await self.run_many(
