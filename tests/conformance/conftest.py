@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from agentstream.journal.base import Store
+from agentstream.journal.postgres import PostgresStore
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.transports.base import Transport
 from agentstream.transports.embedded import EmbeddedTransport
 from agentstream.transports.sqs import SQSTransport
 from agentstream.transports.sqs_config import parse_sqs_url
+from tests.services import postgres_dsn, unavailable
 
 
 class FakeClock:
@@ -49,7 +53,31 @@ def _sqlite_store(ns: Namespace, clock: FakeClock) -> Store:
     return SqliteStore(ns.tmp_path / "journal.db", clock=clock)
 
 
+@pytest.fixture
+def postgres_schemas() -> Iterator[list[str]]:
+    """Schemas a test creates on the PostgreSQL test server; dropped after the test."""
+    try:
+        psycopg.connect(postgres_dsn(), connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        unavailable(f"PostgreSQL at {postgres_dsn()}: {exc}")
+    created: list[str] = []
+    yield created
+    with psycopg.connect(postgres_dsn(), autocommit=True) as conn:
+        for name in created:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def _postgres_store(ns: Namespace, clock: FakeClock) -> Store:
+    # Each call is a separate store (its own pool) on the test's own schema.
+    assert ns.fixture is not None
+    schemas: list[str] = ns.fixture("postgres_schemas")
+    if ns.name not in schemas:
+        schemas.append(ns.name)
+    return PostgresStore(postgres_dsn(), schema=ns.name, clock=clock)
+
+
 STORE_BACKENDS: dict[str, Callable[[Namespace, FakeClock], Store]] = {
+    "postgres": _postgres_store,
     "sqlite": _sqlite_store,
 }
 

@@ -1,0 +1,330 @@
+"""Operations on the PostgreSQL journal: redrive, discard, key parking, retention, shadow runs.
+
+Kept apart from :mod:`agentstream.journal.postgres` (the hot path: claims, steps, completion)
+as a base class of :class:`~agentstream.journal.postgres.PostgresStore`; see
+:class:`~agentstream.journal.base.Store` for the contract of each method.
+
+Parking must be atomic with respect to redrive, discard, dead-lettering and other parks of the
+same key. SQLite gets that from its single writer; here each of them takes a
+transaction-scoped advisory lock on ``(schema, agent, key)`` first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agentstream.event import Message, OutgoingRecord, decode_headers, encode_headers
+from agentstream.journal import postgres_blobs
+from agentstream.journal.base import (
+    EventState,
+    ParkedRecord,
+    RedriveMode,
+    ShadowResult,
+    ShadowRun,
+)
+from agentstream.journal.postgres_db import Conn
+from agentstream.journal.postgres_reads import PostgresReads
+from agentstream.journal.postgres_rows import BLOCKING, INSERT_OUTBOX, outbox_arrays, pg_where
+from agentstream.journal.sqlite_ops import Where, dumps
+
+__all__ = ["PostgresOperations"]
+
+_PARKED_COLUMNS = (
+    'id, agent, event_id, event_key, topic, partition, "offset", timestamp_ms, key, value, '
+    "headers, created_at"
+)
+
+_PRUNE_EVENTS = f"""
+WITH doomed AS MATERIALIZED (
+    SELECT agent, event_id FROM {{s}}.as_events e
+    WHERE state = 'completed' AND completed_at < %(before)s
+    AND NOT EXISTS (SELECT 1 FROM {{s}}.as_outbox o WHERE o.agent = e.agent
+        AND o.event_id = e.event_id AND o.published_at IS NULL)
+    AND NOT EXISTS (SELECT 1 FROM {{s}}.as_dead_letters d WHERE d.agent = e.agent
+        AND d.event_id = e.event_id AND d.status IN {BLOCKING})
+    FOR UPDATE
+), steps AS (
+    DELETE FROM {{s}}.as_steps WHERE (agent, event_id) IN (SELECT * FROM doomed) RETURNING 1
+), failures AS (
+    DELETE FROM {{s}}.as_failures WHERE (agent, event_id) IN (SELECT * FROM doomed) RETURNING 1
+), outbox AS (
+    DELETE FROM {{s}}.as_outbox WHERE (agent, event_id) IN (SELECT * FROM doomed) RETURNING 1
+), events AS (
+    DELETE FROM {{s}}.as_events WHERE (agent, event_id) IN (SELECT * FROM doomed) RETURNING 1
+)
+SELECT (SELECT COUNT(*) FROM steps), (SELECT COUNT(*) FROM failures),
+    (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM events)
+"""
+"""Delete finished events and their history in one statement (one snapshot)."""
+
+
+def _parked_from_row(r: Sequence[Any]) -> ParkedRecord:
+    return ParkedRecord(
+        id=r[0],
+        agent=r[1],
+        event_id=r[2],
+        key=r[3],
+        message=Message(
+            topic=r[4],
+            partition=r[5],
+            offset=r[6],
+            key=r[8],
+            value=r[9],
+            headers=decode_headers(r[10]),
+            timestamp_ms=r[7],
+        ),
+        created_at=r[11],
+    )
+
+
+class PostgresOperations(PostgresReads):
+    """Operator-facing journal operations and blobs of the PostgreSQL store."""
+
+    async def lock_key(self, conn: Conn, agent: str, key: str | None) -> None:
+        """Hold the parking lock of ``agent``'s ``key`` until the transaction ends."""
+        if key is not None:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                (f"agentstream.key:{self.schema}:{agent}:{key}",),
+            )
+
+    async def _blocker(self, conn: Conn, agent: str, key: str) -> str | None:
+        cur = await conn.execute(
+            self.q(
+                "SELECT event_id FROM {s}.as_dead_letters WHERE agent = %s AND event_key = %s "
+                f"AND status IN {BLOCKING} ORDER BY id LIMIT 1"
+            ),
+            (agent, key),
+        )
+        row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def redrive(
+        self,
+        agent: str,
+        event_id: str,
+        *,
+        mode: RedriveMode,
+        republish: Sequence[OutgoingRecord] = (),
+    ) -> bool:
+        """Reset a dead event and queue its re-publication, atomically."""
+        now = self._clock()
+
+        async def op(conn: Conn) -> bool:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    self.q(
+                        "UPDATE {s}.as_events SET state = 'pending', owner = NULL, "
+                        "lease_until = 0, attempts = 0, outcome = NULL, completed_at = NULL, "
+                        "updated_at = %s WHERE agent = %s AND event_id = %s AND state = %s "
+                        "RETURNING event_key"
+                    ),
+                    (now, agent, event_id, str(EventState.DEAD)),
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    return False
+                await self.lock_key(conn, agent, row[0])
+                if mode == RedriveMode.FRESH:
+                    await conn.execute(
+                        self.q("DELETE FROM {s}.as_steps WHERE agent = %s AND event_id = %s"),
+                        (agent, event_id),
+                    )
+                await conn.execute(
+                    self.q(
+                        "UPDATE {s}.as_dead_letters SET status = 'redriven' WHERE agent = %s "
+                        "AND event_id = %s AND status = 'dead'"
+                    ),
+                    (agent, event_id),
+                )
+                if republish:
+                    await conn.execute(
+                        self.q(INSERT_OUTBOX),
+                        {"agent": agent, "event_id": event_id, "now": now}
+                        | outbox_arrays(republish),
+                    )
+                return True
+
+        return await self.run(op)
+
+    async def discard(self, agent: str, event_id: str) -> bool:
+        """Close an event's open dead letters as discarded."""
+
+        async def op(conn: Conn) -> bool:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    self.q(
+                        "SELECT event_key FROM {s}.as_events WHERE agent = %s AND event_id = %s"
+                    ),
+                    (agent, event_id),
+                )
+                row = await cur.fetchone()
+                await self.lock_key(conn, agent, None if row is None else row[0])
+                cur = await conn.execute(
+                    self.q(
+                        "UPDATE {s}.as_dead_letters SET status = 'discarded' WHERE agent = %s "
+                        f"AND event_id = %s AND status IN {BLOCKING}"
+                    ),
+                    (agent, event_id),
+                )
+                return cur.rowcount > 0
+
+        return await self.run(op)
+
+    async def blocked_by(self, agent: str, key: str) -> str | None:
+        """The event whose open dead letter blocks ``key``, if any."""
+
+        async def op(conn: Conn) -> str | None:
+            return await self._blocker(conn, agent, key)
+
+        return await self.run(op)
+
+    async def park(self, agent: str, event_id: str, key: str, message: Message) -> bool:
+        """Park the event when its key is blocked by another event or has parked events."""
+        now = self._clock()
+
+        async def op(conn: Conn) -> bool:
+            async with conn.transaction():
+                await self.lock_key(conn, agent, key)
+                cur = await conn.execute(
+                    self.q("SELECT 1 FROM {s}.as_parked WHERE agent = %s AND event_id = %s"),
+                    (agent, event_id),
+                )
+                if await cur.fetchone() is not None:
+                    return True
+                blocker = await self._blocker(conn, agent, key)
+                if blocker == event_id:
+                    return False  # the blocking event itself (a redrive) runs
+                if blocker is None:
+                    cur = await conn.execute(
+                        self.q(
+                            "SELECT 1 FROM {s}.as_parked WHERE agent = %s AND event_key = %s "
+                            "LIMIT 1"
+                        ),
+                        (agent, key),
+                    )
+                    if await cur.fetchone() is None:
+                        return False
+                await conn.execute(
+                    self.q(
+                        f"INSERT INTO {{s}}.as_parked ({_PARKED_COLUMNS.removeprefix('id, ')}) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (agent, event_id) DO NOTHING"
+                    ),
+                    (
+                        agent,
+                        event_id,
+                        key,
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                        message.timestamp_ms,
+                        message.key,
+                        message.value,
+                        encode_headers(message.headers),
+                        now,
+                    ),
+                )
+                return True
+
+        return await self.run(op)
+
+    async def parked(
+        self, agent: str, *, key: str | None = None, releasable: bool = False, limit: int = 1000
+    ) -> list[ParkedRecord]:
+        """Parked events in arrival order."""
+        where = Where().eq("p.agent", agent).eq("p.event_key", key)
+        sql = f"SELECT {', '.join('p.' + c.strip() for c in _PARKED_COLUMNS.split(','))} "
+        sql += f"FROM {{s}}.as_parked p {pg_where(where.sql)}"
+        if releasable:
+            sql += (
+                f" {'AND' if where.sql else 'WHERE'} NOT EXISTS (SELECT 1 FROM "
+                "{s}.as_dead_letters d WHERE d.agent = p.agent AND d.event_key = p.event_key "
+                f"AND d.status IN {BLOCKING})"
+            )
+        sql += " ORDER BY p.id LIMIT %s"
+        return [_parked_from_row(r) for r in await self.fetchall(sql, (*where.args, limit))]
+
+    async def unpark(self, agent: str, parked_id: int) -> None:
+        """Forget a processed parked event."""
+        await self.execute(
+            "DELETE FROM {s}.as_parked WHERE agent = %s AND id = %s", (agent, parked_id)
+        )
+
+    async def prune(self, *, before: float) -> dict[str, int]:
+        """Delete finished history older than ``before``, in one transaction."""
+
+        async def op(conn: Conn) -> dict[str, int]:
+            async with conn.transaction():
+                cur = await conn.execute(self.q(_PRUNE_EVENTS), {"before": before})
+                counts = await cur.fetchone()
+                assert counts is not None
+                out = dict(
+                    zip(("steps", "failures", "outbox", "events"), map(int, counts), strict=True)
+                )
+                cur = await conn.execute(
+                    self.q(
+                        f"DELETE FROM {{s}}.as_dead_letters WHERE status NOT IN {BLOCKING} "
+                        "AND created_at < %s"
+                    ),
+                    (before,),
+                )
+                out["dead_letters"] = cur.rowcount
+                await conn.execute(
+                    self.q(
+                        "DELETE FROM {s}.as_shadow_results WHERE run_id IN "
+                        "(SELECT run_id FROM {s}.as_shadow_runs WHERE created_at < %s)"
+                    ),
+                    (before,),
+                )
+                cur = await conn.execute(
+                    self.q("DELETE FROM {s}.as_shadow_runs WHERE created_at < %s"), (before,)
+                )
+                out["shadow_runs"] = cur.rowcount
+                out["blobs"] = await postgres_blobs.prune_blobs(conn, self.schema, before)
+                return out
+
+        return await self.run(op)
+
+    async def save_shadow_run(self, run: ShadowRun) -> None:
+        """Insert or update a shadow run's header."""
+        await self.execute(
+            "INSERT INTO {s}.as_shadow_runs (run_id, agent, candidate, created_at, finished_at, "
+            "summary) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET "
+            "finished_at = EXCLUDED.finished_at, summary = EXCLUDED.summary",
+            (
+                run.run_id,
+                run.agent,
+                run.candidate,
+                run.created_at,
+                run.finished_at,
+                dumps(run.summary),
+            ),
+        )
+
+    async def write_shadow_results(self, results: Sequence[ShadowResult]) -> None:
+        """Store per-event shadow results (a result written again keeps its place)."""
+        latest = {(r.run_id, r.event_id): dumps(r.report) for r in results}
+        if not latest:
+            return
+        await self.execute(
+            "INSERT INTO {s}.as_shadow_results (run_id, event_id, report) "
+            "SELECT r.run_id, r.event_id, r.report FROM unnest(%s::text[], %s::text[], %s::text[]) "
+            "WITH ORDINALITY "
+            "AS r(run_id, event_id, report, n) ORDER BY n "
+            "ON CONFLICT (run_id, event_id) DO UPDATE SET report = EXCLUDED.report",
+            ([k[0] for k in latest], [k[1] for k in latest], list(latest.values())),
+        )
+
+    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
+        """Store content-addressed texts; a known digest keeps its text and is marked used."""
+        if not blobs:
+            return
+        now = self._clock()
+
+        async def op(conn: Conn) -> None:
+            async with conn.transaction():
+                await postgres_blobs.put_blobs(conn, self.schema, blobs, now)
+
+        await self.run(op)
