@@ -5,6 +5,7 @@ ZOMBIE_WORLD, ZOMBIE_CALLS    world file and simulator call log
 ZOMBIE_HOLD_S                 how long the first execution waits between its decision and its
                               refund (the test SIGSTOPs the worker during that wait)
 ZOMBIE_LEASE_S, ZOMBIE_SESSION_S   claim lease and consumer session timeout
+ZOMBIE_SOURCE, ZOMBIE_OUTPUT   topic names
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ app = App(
 
 
 @app.agent(
-    source="tickets",
+    source=env("ZOMBIE_SOURCE", "tickets"),
     key=lambda t: t.customer_id,
     identity=lambda t: t.ticket_id,
-    output="decisions",
+    output=env("ZOMBIE_OUTPUT", "decisions"),
     dead_letter="tickets.dlq",
     retry=Retry(attempts=10, backoff_initial=0.05, backoff_max=0.5),
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from tests.chaos.zombie import ZombieSetup, run_zombie
 
 
@@ -24,4 +26,26 @@ async def test_a_worker_woken_after_its_lease_moved_on_is_fenced_embedded(tmp_pa
     url = f"sqlite:///{tmp_path / 'agentstream.db'}"
     result = await run_zombie(ZombieSetup(broker=url, store=url, workdir=tmp_path))
     # then its writes are rejected and the effect is not doubled
+    assert_fenced(result)
+
+
+async def test_a_worker_woken_after_its_lease_moved_on_is_fenced_kafka_postgres(
+    kafka_bootstrap, pg_url, tmp_path
+):
+    # Given a worker stopped mid-handler in a Kafka consumer group with a PostgreSQL journal:
+    # its group session (6 s) and its claim lease (2 s) both run out while it is stopped
+    from tests.conformance.conftest import KAFKA_TEST_SETTINGS
+
+    setup = ZombieSetup(
+        broker=f"kafka://{kafka_bootstrap}?{KAFKA_TEST_SETTINGS}&agentstream.partitions=2",
+        store=pg_url,
+        workdir=tmp_path,
+        session_s=6.0,
+        hold_s=12.0,
+        source=f"zombie-{uuid.uuid4().hex[:8]}",
+    )
+    # When the partition moves to a new worker that completes the event, and the first worker
+    # is continued
+    result = await run_zombie(setup)
+    # Then its late writes are rejected and the refund is not doubled
     assert_fenced(result)

@@ -38,6 +38,7 @@ class ZombieSetup:
     lease_s: float = 2.0
     session_s: float = 2.0
     hold_s: float = 4.0
+    source: str = "tickets"
     extra_env: dict[str, str] | None = None
 
 
@@ -51,6 +52,8 @@ def _worker(setup: ZombieSetup, name: str) -> subprocess.Popen[bytes]:
         "ZOMBIE_HOLD_S": str(setup.hold_s),
         "ZOMBIE_LEASE_S": str(setup.lease_s),
         "ZOMBIE_SESSION_S": str(setup.session_s),
+        "ZOMBIE_SOURCE": setup.source,
+        "ZOMBIE_OUTPUT": f"{setup.source}.decisions",
         "PYTHONPATH": str(REPO),
         **(setup.extra_env or {}),
     }
@@ -97,7 +100,7 @@ async def run_zombie(setup: ZombieSetup) -> ZombieResult:
     try:
         zombie = _worker(setup, "zombie")
         procs.append(zombie)
-        await transport.produce([OutgoingRecord("tickets", b"c1", json.dumps(ticket).encode())])
+        await transport.produce([OutgoingRecord(setup.source, b"c1", json.dumps(ticket).encode())])
 
         async def zombie_holds() -> bool:
             if not world_path.exists():
@@ -114,7 +117,7 @@ async def run_zombie(setup: ZombieSetup) -> ZombieResult:
             rec = await store.get_event("triage", "Z1")
             return rec is not None and rec.state == EventState.COMPLETED
 
-        await _until(completed, 90, "the successor to complete the event")
+        await _until(completed, 120, "the successor to complete the event")
         zombie.send_signal(signal.SIGCONT)
 
         async def zombie_ended() -> bool:
