@@ -74,7 +74,8 @@ class KafkaTransport:
 
     Attributes:
         assignments: Rebalances that gave this member partitions.
-        revocations: Rebalances that took partitions away (revoked or lost).
+        revocations: Rebalances that took partitions away (revoked or lost), not counting
+            the final revoke of :meth:`close`.
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class KafkaTransport:
         self._paused = False
         self._tracker = OffsetTracker()
         self._cooperative = True
+        self._closing = False
         self.assignments = 0
         self.revocations = 0
 
@@ -165,7 +167,7 @@ class KafkaTransport:
                 if err is not None:
                     _consumer_error(err)
                     continue
-                msg = _to_message(m)
+                msg = to_message(m)
                 if msg.tp not in owned:  # revoked by a rebalance inside this very call
                     continue
                 if self._tracker.committed_offset(msg.tp) is None:
@@ -217,7 +219,7 @@ class KafkaTransport:
         gone = set(parts)
         with self._lock:
             self._owned = [tp for tp in self._owned if tp not in gone]
-        if parts:
+        if parts and not self._closing:
             self.revocations += 1
             log.info("kafka: %s %s", "lost" if lost else "revoked", ", ".join(map(str, parts)))
         self._notify(False, parts)  # stops their work; finished events get acknowledged
@@ -384,6 +386,7 @@ class KafkaTransport:
     async def close(self) -> None:
         """Commit what is done, leave the group (revoking through the listener), flush."""
         consumer, executor = self._consumer, self._executor
+        self._closing = True
         try:
             if consumer is not None and executor is not None:
                 try:
@@ -408,7 +411,8 @@ def _watermarks(consumer: Consumer, part: KafkaPartition, *, cached: bool) -> tu
     return int(low), int(high)
 
 
-def _to_message(m: KafkaMessage) -> Message:
+def to_message(m: KafkaMessage) -> Message:
+    """A confluent-kafka record as an agentstream :class:`Message`."""
     kind, ts = m.timestamp()
     raw_headers = m.headers() or []
     topic, partition, offset = m.topic(), m.partition(), m.offset()

@@ -184,6 +184,7 @@ class KafkaSender:
             self._stop.set()
             if thread is not None:
                 await asyncio.to_thread(thread.join, 5.0)
+            await asyncio.to_thread(producer.close)
 
 
 def _reporter(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Any:
