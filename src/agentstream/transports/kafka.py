@@ -123,11 +123,14 @@ class KafkaTransport:
     async def subscribe(
         self, topics: Sequence[str], group: str, listener: RebalanceListener
     ) -> None:
-        """Join ``group`` on ``topics`` (created first when missing and allowed)."""
+        """Join ``group`` on ``topics`` (created first when missing and allowed).
+
+        Raises:
+            KafkaTopicError: A topic is missing and ``agentstream.create_topics`` is false.
+        """
         if self._consumer is not None:
             raise RuntimeError("this transport is already subscribed")
-        if self.settings.create_topics:
-            await self.topics.ensure(topics)
+        await self.topics.ensure(topics)
         self._loop = asyncio.get_running_loop()
         self._group, self._listener = group, listener
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="agentstream-kafka-consumer")
@@ -376,11 +379,14 @@ class KafkaTransport:
 
         Missing topics are created first (unless ``agentstream.create_topics=false``, in which
         case a missing topic fails clearly).
+
+        Raises:
+            KafkaTopicError: A topic is missing and may not be created.
+            KafkaDeliveryError: The broker did not acknowledge a record.
         """
         if not records:
             return
-        if self.settings.create_topics:
-            await self.topics.ensure({r.topic for r in records})
+        await self.topics.ensure({r.topic for r in records})
         await self._sender.send(records)
 
     async def close(self) -> None:
@@ -400,6 +406,7 @@ class KafkaTransport:
                 self._executor = None
             with self._lock:
                 self._owned = []
+            self.topics.close()
             await self._sender.close()
 
 

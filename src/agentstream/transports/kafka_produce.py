@@ -66,6 +66,10 @@ class Topics:
             self._admin = AdminClient(self.settings.admin_config())
         return self._admin
 
+    def close(self) -> None:
+        """Drop the admin client (librdkafka destroys it with the last reference)."""
+        self._admin = None
+
     async def create(self, topic: str, partitions: int | None = None) -> int:
         """Create ``topic`` if missing; return its partition count."""
         return await asyncio.to_thread(self._create_sync, topic, partitions)
