@@ -28,7 +28,7 @@ async def test_a_handler_longer_than_max_poll_interval_is_neither_rebalanced_nor
     config = FAST.model_copy(update={"max_buffered": 1, "resume_ratio": 1.0})
     app = App(name, broker=url, store=db_url, config=config)
 
-    @app.agent(source=f"{name}-jobs", identity=lambda t: t.ticket_id, key=lambda t: "one")
+    @app.agent(source=f"{name}-jobs", identity=lambda t: t.ticket_id, key=lambda t: t.customer_id)
     async def slow(ctx: Context, t: Ticket) -> None:
         with calls.open("a") as f:
             f.write(f"{t.ticket_id}\n")
@@ -39,14 +39,18 @@ async def test_a_handler_longer_than_max_poll_interval_is_neither_rebalanced_nor
         (worker,) = h.workers
         transport = worker.transport
         assert isinstance(transport, KafkaTransport)
-        assignments_before = transport.assignments
         # When a 10.5 s event and a short one behind it are produced
         await h.produce(
             f"{name}-jobs",
             [Ticket(ticket_id="long", customer_id="a"), Ticket(ticket_id="after", customer_id="a")],
+            key=lambda t: t.customer_id,  # one partition: "after" is delivered behind "long"
         )
         paused_seen = False
         started = time.monotonic()
+        while not _lines(calls):
+            assert time.monotonic() - started < 60, "the long event was not delivered"
+            await asyncio.sleep(0.02)
+        assignments_before = transport.assignments
         while _lines(calls)[-1:] != ["after"]:
             paused_seen = paused_seen or transport.paused
             assert time.monotonic() - started < 60, "the events did not complete"
@@ -59,8 +63,10 @@ async def test_a_handler_longer_than_max_poll_interval_is_neither_rebalanced_nor
     assert elapsed > MAX_POLL_INTERVAL_MS / 1000
     assert paused_seen
     # And the member kept its partitions: no revocation, no new assignment, no second delivery
-    assert transport.revocations == 0
-    assert transport.assignments == assignments_before
+    counters = f"assignments={transport.assignments} (before {assignments_before}), "
+    counters += f"revocations={transport.revocations}, calls={_lines(calls)}"
+    assert transport.revocations == 0, counters
+    assert transport.assignments == assignments_before, counters
     assert _lines(calls) == ["long", "after"]
 
 

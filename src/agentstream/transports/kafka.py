@@ -20,10 +20,10 @@ revoked partitions, let the listener stop their work (it releases journal claims
 is done, then give them up. On a lost assignment (session timeout) nothing is committed: the
 partitions already belong to someone else.
 
-``lag()`` is best effort: the largest of the broker's high watermark, the high watermark
-cached from the last fetch and one past the highest offset delivered, minus the committed
-offset. Some brokers (Tansu) report a high watermark that is too low when one produce request
-carries several records, so lag may read low there; it never reads high.
+``lag()`` is best effort: the larger of the high watermark (from the last fetch response, else
+asked from the broker) and one past the highest offset delivered, minus the committed offset.
+Some brokers (Tansu) report a high watermark that is too low when one produce request carries
+several records, so lag may read low there; it never reads high.
 """
 
 from __future__ import annotations
@@ -328,12 +328,15 @@ class KafkaTransport:
         out: dict[TopicPartition, int | None] = {}
         for tp in owned:
             kp = KafkaPartition(tp.topic, tp.partition)
-            low, high = _watermarks(consumer, kp, cached=False)
-            _, cached_high = _watermarks(consumer, kp, cached=True)
+            # The watermarks of the last fetch response cost nothing; ask the broker only for
+            # partitions not fetched yet (paused or just assigned).
+            low, high = _watermarks(consumer, kp, cached=True)
+            if high < 0:
+                low, high = _watermarks(consumer, kp, cached=False)
             committed, delivered_end = known.get(tp, (None, -1))
             if committed is None:
                 committed = broker_committed.get(tp, max(low, 0))
-            end = max(high, cached_high, delivered_end)
+            end = max(high, delivered_end)
             out[tp] = None if end < 0 else max(0, end - committed)
         return out
 
