@@ -243,15 +243,18 @@ class KafkaTransport:
         """Stop fetching from every assigned partition; ``poll()`` keeps the membership alive."""
         with self._lock:
             self._paused = True
-        if self._consumer is not None:
-            self._consumer.pause(self._consumer.assignment())
+            parts = _kafka_partitions(self._owned)
+        # Partitions assigned after this point are paused by _on_assign, which reads _paused.
+        if self._consumer is not None and parts:
+            self._consumer.pause(parts)
 
     def resume(self) -> None:
         """Fetch again from every assigned partition."""
         with self._lock:
             self._paused = False
-        if self._consumer is not None:
-            self._consumer.resume(self._consumer.assignment())
+            parts = _kafka_partitions(self._owned)
+        if self._consumer is not None and parts:
+            self._consumer.resume(parts)
 
     @property
     def paused(self) -> bool:
@@ -411,6 +414,10 @@ class KafkaTransport:
                 self._owned = []
             self.topics.close()
             await self._sender.close()
+
+
+def _kafka_partitions(parts: Sequence[TopicPartition]) -> list[KafkaPartition]:
+    return [KafkaPartition(tp.topic, tp.partition) for tp in parts]
 
 
 def _watermarks(consumer: Consumer, part: KafkaPartition, *, cached: bool) -> tuple[int, int]:
