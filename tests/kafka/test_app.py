@@ -81,3 +81,29 @@ async def test_per_key_order_holds_on_kafka(kafka_url, db_url, name):
     # Then every customer's tickets ran in their sequence order, each once
     assert {c: len(s) for c, s in seen.items()} == {f"c{i}": 15 for i in range(6)}
     assert all(s == sorted(s) for s in seen.values())
+
+
+async def test_cloudevents_ce_id_header_identifies_producer_duplicates_on_kafka(
+    kafka_url, db_url, name
+):
+    # Given an agent without an identity function, and events carrying a CloudEvents ce_id
+    app = App(name, broker=kafka_url, store=db_url, config=FAST)
+    handled: list[str] = []
+
+    @app.agent(source=f"{name}-tickets", key=lambda t: t.customer_id)
+    async def triage(ctx: Context, t: Ticket) -> None:
+        handled.append(t.ticket_id)
+
+    batch = tickets(20, keys=4)
+    async with AppHarness(app) as h:
+        # When every event is produced twice with the same ce_id (different offsets)
+        for _ in range(2):
+            await h.produce(
+                f"{name}-tickets",
+                batch,
+                key=lambda t: t.customer_id,
+                headers=lambda t: {"ce_id": f"evt-{t.ticket_id}"},
+            )
+        await h.wait_drained()
+    # Then the header identity made the second copy a duplicate: each ticket handled once
+    assert sorted(handled) == sorted(t.ticket_id for t in batch)

@@ -92,6 +92,7 @@ class KafkaTransport:
         self._consumer: Consumer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._listener: RebalanceListener | None = None
         self._group: str | None = None
         self._lock = threading.Lock()  # guards _owned, _paused and _tracker across threads
@@ -132,6 +133,7 @@ class KafkaTransport:
             raise RuntimeError("this transport is already subscribed")
         await self.topics.ensure(topics)
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._group, self._listener = group, listener
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="agentstream-kafka-consumer")
         config = self.settings.consumer_config(group)
@@ -188,6 +190,11 @@ class KafkaTransport:
             return
         coro = listener.on_assigned(parts) if assigned else listener.on_revoked(parts)
         future = asyncio.run_coroutine_threadsafe(coro, loop)
+        if threading.get_ident() == self._loop_thread:
+            # Waiting here would deadlock the loop; every consumer call runs on the consumer
+            # thread, so this only happens if that rule is broken.
+            log.error("kafka: rebalance callback on the event loop thread; not waiting for it")
+            return
         try:
             future.result(self.listener_timeout_s)
         except Exception:
