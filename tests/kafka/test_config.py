@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from agentstream.event import OutgoingRecord
@@ -57,3 +60,15 @@ async def test_producing_to_a_missing_topic_fails_clearly_when_creation_is_off(k
             await t.produce([OutgoingRecord(f"{name}-missing", None, b"x")])
     finally:
         await t.close()
+
+
+def test_the_produce_command_reports_a_missing_topic_and_exits(kafka_url, name, tmp_path):
+    lines = tmp_path / "one.jsonl"
+    lines.write_text('{"a": 1}\n')
+    url = f"{kafka_url}&agentstream.create_topics=false"
+    out = subprocess.run(
+        [sys.executable, "-m", "agentstream", "produce", f"{name}-nope", str(lines), "--broker", url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "does not exist" in out.stderr and "Traceback" not in out.stderr

@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from agentstream.event import OutgoingRecord
+from agentstream.failures import ConfigurationError
 from agentstream.outputs import OUTPUT_ID_HEADER
 from agentstream.transports.kafka_config import KafkaSettings
 
@@ -31,8 +32,8 @@ class KafkaDeliveryError(RuntimeError):
     """The broker did not acknowledge a record."""
 
 
-class KafkaTopicError(RuntimeError):
-    """A topic could not be found or created."""
+class KafkaTopicError(ConfigurationError):
+    """A topic could not be found or created (the CLI reports it and exits)."""
 
 
 def record_headers(rec: OutgoingRecord) -> list[tuple[str, str | bytes | None]]:
