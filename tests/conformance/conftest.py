@@ -17,6 +17,8 @@ from agentstream.journal.postgres import PostgresStore
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.transports.base import Transport
 from agentstream.transports.embedded import EmbeddedTransport
+from agentstream.transports.kafka import KafkaTransport
+from agentstream.transports.kafka_config import parse_kafka_url
 from agentstream.transports.sqs import SQSTransport
 from agentstream.transports.sqs_config import parse_sqs_url
 from tests.services import postgres_dsn, unavailable
@@ -174,8 +176,39 @@ class SqsEnv(TransportEnv):
         return SQSTransport(parse_sqs_url(self.url))
 
 
+# Tansu makes a group join wait about half of session.timeout.ms: keep it short in tests.
+KAFKA_TEST_SETTINGS = "session.timeout.ms=6000&heartbeat.interval.ms=1000&fetch.wait.max.ms=10"
+
+
+class KafkaEnv(TransportEnv):
+    """Topics on the Tansu broker; each transport is a new consumer-group member."""
+
+    name = "kafka"
+    # A member joining a group waits for the rebalance (~3 s on Tansu with these settings).
+    settle_s = 5.0
+
+    def __init__(self, ns: Namespace) -> None:
+        assert ns.fixture is not None
+        bootstrap: str = ns.fixture("kafka_bootstrap")
+        self.url = f"kafka://{bootstrap}?{KAFKA_TEST_SETTINGS}"
+        self.prefix = ns.name
+
+    async def new_topic(self, partitions: int) -> str:
+        name = f"{self.prefix}-{uuid.uuid4().hex[:8]}"
+        t = self.make()
+        try:
+            await t.create_topic(name, partitions)
+        finally:
+            await t.close()
+        return name
+
+    def make(self) -> KafkaTransport:
+        return KafkaTransport(parse_kafka_url(self.url))
+
+
 TRANSPORT_BACKENDS: dict[str, Callable[[Namespace], TransportEnv]] = {
     "embedded": EmbeddedEnv,
+    "kafka": KafkaEnv,
     "sqs": SqsEnv,
 }
 
