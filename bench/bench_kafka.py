@@ -1,7 +1,7 @@
 """Kafka transport throughput and the value of per-key ordering, on one Tansu broker in one run.
 
-    python -m bench.bench_kafka [--events 5000] [--keys 200] [--partitions 8]
-        [--llm-events 1000] [--postgres DSN] [--bootstrap HOST:PORT]
+    python -m bench.bench_kafka [--events 20000] [--keys 200] [--partitions 8]
+        [--llm-events 1000] [--postgres DSN | --no-postgres] [--bootstrap HOST:PORT]
 
 Throughput, ``--events`` pre-produced JSON records over ``--keys`` keys and ``--partitions``
 partitions, a fresh topic and group per measurement:
@@ -10,7 +10,8 @@ partitions, a fresh topic and group per measurement:
     batch's offsets synchronously; no journal;
 (b) agentstream with a no-op agent on the Kafka transport and the SQLite journal (an atomic claim
     and a completion record per event, per-key scheduling, watermark commits);
-(c) the same on the PostgreSQL journal (``--postgres DSN``; needs ``agentstream.journal.postgres``).
+(c) the same on the PostgreSQL journal (``--postgres DSN``, default the local ``test`` database;
+    a fresh schema, dropped afterwards).
 
 Ordering, ``--llm-events`` records over 200 keys and 4 partitions, each needing one model call
 with a constant 200 ms latency:
@@ -31,7 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import importlib.util
 import json
 import random
 import tempfile
@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaPartition
 
@@ -215,6 +216,17 @@ async def partition_serial(bootstrap: str, topic: str, n: int) -> float:
         thread.shutdown()
 
 
+@contextlib.contextmanager
+def pg_schema(dsn: str) -> Iterator[str]:
+    """A journal URL on a fresh schema of ``dsn``, dropped afterwards."""
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    try:
+        yield f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 async def main(args: argparse.Namespace) -> dict[str, float]:
     results: dict[str, float] = {}
     with broker(args.bootstrap) as bootstrap, tempfile.TemporaryDirectory() as tmp:
@@ -229,13 +241,14 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         results["b"] = await agentstream_noop(url, store, topic, args.events)
         print(f"(b) agentstream no-op, SQLite journal    {results['b']:9.1f} events/s")
         print(f"    ratio b/a                            {results['b'] / results['a']:9.2f}")
-        if args.postgres and importlib.util.find_spec("agentstream.journal.postgres"):
+        if args.postgres:
             topic = await fresh_topic(url, args.events, args.keys, args.partitions)
-            results["c"] = await agentstream_noop(url, args.postgres, topic, args.events)
+            with pg_schema(args.postgres) as journal:
+                results["c"] = await agentstream_noop(url, journal, topic, args.events)
             print(f"(c) agentstream no-op, PostgreSQL        {results['c']:9.1f} events/s")
             print(f"    ratio c/a                            {results['c'] / results['a']:9.2f}")
         else:
-            print("(c) skipped: pass --postgres DSN (needs agentstream.journal.postgres)")
+            print("(c) skipped (--no-postgres)")
         n = args.llm_events
         print(f"ordering: {n} events, 200 keys, 4 partitions, {LLM_LATENCY_S * 1000:.0f} ms model")
         topic = await fresh_topic(url, n, 200, 4)
@@ -251,10 +264,15 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--llm-events", type=int, default=1000)
-    parser.add_argument("--postgres", default=None, help="PostgreSQL journal URL for (c)")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL server for (c) (a fresh schema is made and dropped)",
+    )
+    parser.add_argument("--no-postgres", dest="postgres", action="store_const", const=None)
     parser.add_argument("--bootstrap", default=None, help="a running broker (host:port)")
     asyncio.run(main(parser.parse_args()))
