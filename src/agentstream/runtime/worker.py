@@ -199,9 +199,6 @@ class AgentWorker:
             room = max(1, high - self.scheduler.buffered)
             try:
                 messages = await self.transport.poll(min(cfg.poll_batch, room), cfg.poll_timeout_s)
-                if time.monotonic() >= next_commit:
-                    await self.transport.commit()
-                    next_commit = time.monotonic() + cfg.commit_interval_s
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -211,7 +208,7 @@ class AgentWorker:
                 failures += 1
                 delay = min(30.0, 0.2 * 2 ** min(failures, 8))
                 log.exception(
-                    "agent %s: poll/commit failed (%d in a row); retrying in %.1fs",
+                    "agent %s: poll failed (%d in a row); retrying in %.1fs",
                     self.spec.name,
                     failures,
                     delay,
@@ -237,6 +234,10 @@ class AgentWorker:
                     )
                 self.scheduler.submit(event)
             self.delivered += len(messages)
+            if time.monotonic() >= next_commit:
+                # After the batch is queued: a failed commit must never drop polled messages.
+                await self._commit_or_defer()
+                next_commit = time.monotonic() + cfg.commit_interval_s
             buffered = self.scheduler.buffered
             self._apply_pause(buffered, high, low)
             if wants_poll:
@@ -259,6 +260,17 @@ class AgentWorker:
                 )
             if not messages and self.paused:
                 await asyncio.sleep(min(cfg.poll_timeout_s, 0.05))
+
+    async def _commit_or_defer(self) -> None:
+        """Commit the done watermark; on failure log it and leave it to the next round."""
+        try:
+            await self.transport.commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Nothing is lost: the watermark stays where it was and is committed next time;
+            # at worst a crash before then redelivers events the journal already answers.
+            log.warning("agent %s: offset commit failed; will retry", self.spec.name, exc_info=True)
 
     def _apply_pause(self, buffered: int, high: int, low: int) -> None:
         """Pause while the buffer is full (with hysteresis) or any gate holds consumption."""
