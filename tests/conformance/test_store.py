@@ -196,6 +196,33 @@ async def test_completion_enqueues_outputs_atomically_and_the_outbox_leases_them
     assert (await store.counts("a"))["outbox_pending"] == 0
 
 
+async def test_deferred_outbox_rows_are_claimed_by_no_relay_until_their_delay_ends(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    claim = await store.claim("a", "e1", owner="w1", lease_s=5, meta=META)
+    outputs = [OutgoingRecord("out", b"k", f"v{i}".encode(), (), f"a:e1:{i}") for i in range(3)]
+    await store.complete("a", "e1", claim.epoch, Completion(outputs=outputs, result=1))
+    first, second, third = await store.claim_outbox("relay-1", limit=10, lease_s=30)
+    # A refused row is deferred: not even its own relay gets it back before the delay ends,
+    await store.defer_outbox([first.id], 10)
+    assert [r.id for r in await store.claim_outbox("relay-1", limit=10, lease_s=30)] == [
+        second.id,
+        third.id,
+    ]
+    clock.advance(9)
+    assert [r.id for r in await store.claim_outbox("relay-2", limit=10, lease_s=1)] == []
+    # then any relay may claim it; a published row is never deferred back to pending.
+    clock.advance(2)
+    assert [r.id for r in await store.claim_outbox("relay-2", limit=10, lease_s=1)] == [first.id]
+    await store.mark_published([second.id])
+    await store.defer_outbox([second.id], 10)
+    assert [r.published_at is not None for r in await store.outbox("a", "e1")] == [
+        False,
+        True,
+        False,
+    ]
+
+
 async def test_dead_letter_marks_the_event_dead_and_keeps_its_envelope(make_store):
     store = await make_store(FakeClock())
     claim = await store.claim("a", "e1", owner="w1", lease_s=5, meta=META)

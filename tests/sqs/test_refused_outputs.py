@@ -8,8 +8,14 @@ import time
 from pathlib import Path
 
 import agentstream
+from agentstream.event import OutgoingRecord
+from agentstream.journal.base import Completion
 from agentstream.journal.sqlite import SqliteStore
+from agentstream.runtime.relay import OutboxRelay
 from agentstream.testing import AppHarness
+from agentstream.transports.sqs import SQSTransport
+from agentstream.transports.sqs_config import parse_sqs_url
+from tests.conformance.test_store import META
 from tests.sqs.conftest import drain, make_queue
 from tests.sqs.raw import RawSQS
 
@@ -59,3 +65,40 @@ async def test_an_output_to_a_missing_queue_waits_in_the_outbox_and_blocks_nothi
             await store.close()
         late = await drain(sqs_url, later)
         assert [json.loads(m.value)["n"] for m in late] == [2, 4]
+
+
+async def test_refused_rows_leave_the_relay_window_and_acknowledged_ones_are_not_resent(
+    sqs_url, qname, tmp_path: Path
+):
+    # Given outbox rows alternating between a FIFO queue that does not exist yet (one key)
+    # and an existing queue, and a relay that claims three rows at a time
+    bad, good = f"{qname}-bad.fifo", f"{qname}-good"
+    await make_queue(sqs_url, good)
+    store = SqliteStore(tmp_path / "j.db")
+    await store.open()
+    transport = SQSTransport(parse_sqs_url(sqs_url))
+    try:
+        for n, topic in enumerate([bad, good, bad, good, bad, good]):
+            claim = await store.claim("a", f"e{n}", owner="w", lease_s=30, meta=META)
+            record = OutgoingRecord(topic, b"k" if topic == bad else None, str(n).encode())
+            await store.complete("a", f"e{n}", claim.epoch, Completion(outputs=[record]))
+        relay = OutboxRelay(store, transport, owner="r", batch=3, hold_initial_s=0.5)
+        # When it runs while the FIFO queue is missing
+        await relay.flush()  # rows 0-2: 1 goes through, 0 is refused, 2 waits behind it
+        await relay.flush()  # rows 3-5: 4 is deferred behind 0, 3 and 5 go through
+        # Then every record to the existing queue went out exactly once, none stalled,
+        got = await drain(sqs_url, good)
+        assert sorted(m.value for m in got) == [b"1", b"3", b"5"]
+        assert (await store.counts("a"))["outbox_pending"] == 3
+        # and once the queue exists the refused record and those behind it go, in order.
+        await make_queue(sqs_url, bad)
+        deadline = time.monotonic() + 30
+        while (await store.counts("a"))["outbox_pending"]:
+            assert time.monotonic() < deadline, "refused records never went out"
+            await asyncio.sleep(0.3)
+            await relay.flush()
+        assert [m.value for m in await drain(sqs_url, bad)] == [b"0", b"2", b"4"]
+        assert relay.held == 0
+    finally:
+        await transport.close()
+        await store.close()

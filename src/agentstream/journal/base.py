@@ -512,6 +512,10 @@ class Store(Protocol):
         """Record that outbox rows were published."""
         ...
 
+    async def defer_outbox(self, ids: Sequence[int], delay_s: float) -> None:
+        """Release leased, unpublished outbox rows so no relay claims them for ``delay_s``."""
+        ...
+
     async def get_event(self, agent: str, event_id: str) -> EventRecord | None:
         """One event's row."""
         ...

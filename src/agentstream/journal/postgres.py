@@ -457,6 +457,16 @@ class PostgresStore(PostgresOperations):
             (self._clock(), list(ids)),
         )
 
+    async def defer_outbox(self, ids: Sequence[int], delay_s: float) -> None:
+        """Release leased, unpublished outbox rows so no relay claims them for ``delay_s``."""
+        if not ids:
+            return
+        await self.execute(
+            "UPDATE {s}.as_outbox SET relay_owner = NULL, relay_lease = %s "
+            "WHERE id = ANY(%s::bigint[]) AND published_at IS NULL",
+            (self._clock() + delay_s, list(ids)),
+        )
+
 
 def from_url(url: str, backends: Backends | None = None) -> PostgresStore:
     """A PostgreSQL journal for a ``postgresql://`` (or ``postgres://``) URL.

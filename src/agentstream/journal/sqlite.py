@@ -395,6 +395,21 @@ class SqliteStore(SqliteOperations, SqliteBlobs):
 
         await self.db.write(op)
 
+    async def defer_outbox(self, ids: Sequence[int], delay_s: float) -> None:
+        """Release leased, unpublished outbox rows so no relay claims them for ``delay_s``."""
+        if not ids:
+            return
+        until = self._clock() + delay_s
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE as_outbox SET relay_owner = NULL, relay_lease = ? "
+                "WHERE id = ? AND published_at IS NULL",
+                [(until, i) for i in ids],
+            )
+
+        await self.db.write(op)
+
     async def get_event(self, agent: str, event_id: str) -> EventRecord | None:
         """One event's row."""
 

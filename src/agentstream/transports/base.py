@@ -27,6 +27,18 @@ from typing import Protocol, runtime_checkable
 from agentstream.event import Message, OutgoingRecord, TopicPartition
 
 
+class PartialPublishError(Exception):
+    """``Transport.produce`` got some records acknowledged and not others.
+
+    Attributes:
+        acknowledged: Indexes (into the records passed to ``produce``) the broker acknowledged.
+    """
+
+    def __init__(self, message: str, acknowledged: frozenset[int] = frozenset()) -> None:
+        super().__init__(message)
+        self.acknowledged = acknowledged
+
+
 class RebalanceListener(Protocol):
     """Told when partitions arrive or leave, so the runtime can stop work on revoked ones."""
 

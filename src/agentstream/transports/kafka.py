@@ -198,6 +198,7 @@ class KafkaTransport:
         try:
             future.result(self.listener_timeout_s)
         except Exception:
+            future.cancel()  # a listener past its time must not keep working on given-up parts
             log.exception("rebalance listener failed for %s", ", ".join(map(str, parts)))
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
@@ -210,9 +211,10 @@ class KafkaTransport:
             if not self._cooperative:
                 self._owned = []
             self._owned.extend(tp for tp in parts if tp not in self._owned)
-            paused = self._paused
-        if paused and partitions:
-            consumer.pause(partitions)
+            # Under the lock, so a resume() between reading the flag and pausing cannot leave
+            # a new partition paused for good.
+            if self._paused and partitions:
+                consumer.pause(partitions)
         if parts:
             self.assignments += 1
             log.info("kafka: assigned %s", ", ".join(map(str, parts)))
@@ -248,20 +250,20 @@ class KafkaTransport:
 
     def pause(self) -> None:
         """Stop fetching from every assigned partition; ``poll()`` keeps the membership alive."""
-        with self._lock:
+        with self._lock:  # pause/resume are local to librdkafka: quick, never blocking
             self._paused = True
             parts = _kafka_partitions(self._owned)
-        # Partitions assigned after this point are paused by _on_assign, which reads _paused.
-        if self._consumer is not None and parts:
-            self._consumer.pause(parts)
+            # Partitions assigned after this are paused by _on_assign, which reads _paused.
+            if self._consumer is not None and parts:
+                self._consumer.pause(parts)
 
     def resume(self) -> None:
         """Fetch again from every assigned partition."""
         with self._lock:
             self._paused = False
             parts = _kafka_partitions(self._owned)
-        if self._consumer is not None and parts:
-            self._consumer.resume(parts)
+            if self._consumer is not None and parts:
+                self._consumer.resume(parts)
 
     @property
     def paused(self) -> bool:

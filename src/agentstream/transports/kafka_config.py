@@ -124,6 +124,10 @@ class KafkaSettings:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
+            # Give up on a record well inside the outbox relay's lease (30 s by default), so a
+            # slow broker makes the relay retry its rows rather than another relay re-claim and
+            # publish them while these are still in flight (librdkafka's default is 300 s).
+            "message.timeout.ms": 20_000,
             # Java clients' partitioner: a key lands where other Kafka clients put it.
             "partitioner": "murmur2_random",
             **self.common,

@@ -23,13 +23,19 @@ from confluent_kafka.cimpl import NewTopic
 from agentstream.event import OutgoingRecord
 from agentstream.failures import ConfigurationError
 from agentstream.outputs import OUTPUT_ID_HEADER
+from agentstream.transports.base import PartialPublishError
 from agentstream.transports.kafka_config import KafkaSettings
 
 log = logging.getLogger("agentstream.kafka")
 
 
-class KafkaDeliveryError(RuntimeError):
-    """The broker did not acknowledge a record."""
+class KafkaDeliveryError(PartialPublishError):
+    """The broker did not acknowledge some records (``acknowledged`` tells which it did).
+
+    ``fatal`` is true when librdkafka reported the error as fatal for the producer.
+    """
+
+    fatal = False
 
 
 class KafkaTopicError(ConfigurationError):
@@ -168,11 +174,21 @@ class KafkaSender:
                 except BufferError:
                     # The local queue is full: let the poll thread drain delivery reports.
                     await asyncio.sleep(0.01)
+                except KafkaException as exc:
+                    # Refused before sending (too large, unknown topic): this record only.
+                    future.set_exception(KafkaDeliveryError(str(exc)))
+                    break
         results = await asyncio.gather(*futures, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
+            if any(_is_fatal(e) for e in errors):
+                # A fatal idempotence error poisons this producer for good: start a new one.
+                log.error("the Kafka producer hit a fatal error (%s); replacing it", errors[0])
+                await self.close()
+            acknowledged = frozenset(i for i, r in enumerate(results) if r is None)
             raise KafkaDeliveryError(
-                f"{len(errors)} of {len(records)} record(s) not acknowledged: {errors[0]}"
+                f"{len(errors)} of {len(records)} record(s) not acknowledged: {errors[0]}",
+                acknowledged,
             ) from errors[0]
 
     async def close(self, timeout_s: float = 10.0) -> None:
@@ -208,4 +224,10 @@ def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
     if err is None:
         future.set_result(None)
     else:
-        future.set_exception(KafkaDeliveryError(str(err)))
+        error = KafkaDeliveryError(str(err))
+        error.fatal = bool(err.fatal())
+        future.set_exception(error)
+
+
+def _is_fatal(error: BaseException) -> bool:
+    return bool(getattr(error, "fatal", False))

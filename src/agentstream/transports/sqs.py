@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from agentstream.event import Message, OutgoingRecord, TopicPartition
 from agentstream.failures import ConfigurationError
-from agentstream.transports.base import RebalanceListener
+from agentstream.transports.base import PartialPublishError, RebalanceListener
 from agentstream.transports.sqs_client import (
     AwsClients,
     QueueInfo,
@@ -435,16 +435,33 @@ class SQSTransport:
             ConfigurationError: A destination does not exist (and creation is off).
             TransientError: SQS or SNS did not accept every record.
             OversizedPayload: A record's value is larger than its destination accepts.
+            PartialPublishError: Some destinations took their records and others did not.
         """
         await self.start()
-        by_destination: dict[str, list[OutgoingRecord]] = {}
-        for record in records:
-            by_destination.setdefault(record.topic, []).append(record)
-        for destination, recs in by_destination.items():
-            if is_sns_destination(destination):
-                await publish_to_topic(self.clients, destination, recs)
-            else:
-                await send_to_queue(self.clients, destination, recs)
+        by_destination: dict[str, list[int]] = {}
+        for i, record in enumerate(records):
+            by_destination.setdefault(record.topic, []).append(i)
+        acknowledged: set[int] = set()
+        failures: list[Exception] = []
+        for destination, indexes in by_destination.items():
+            recs = [records[i] for i in indexes]
+            try:
+                if is_sns_destination(destination):
+                    await publish_to_topic(self.clients, destination, recs)
+                else:
+                    await send_to_queue(self.clients, destination, recs)
+            except Exception as exc:
+                failures.append(exc)  # other destinations still get their records
+                continue
+            acknowledged.update(indexes)
+        if failures and not acknowledged and len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise PartialPublishError(
+                f"{len(records) - len(acknowledged)} of {len(records)} record(s) not sent: "
+                f"{failures[0]}",
+                frozenset(acknowledged),
+            ) from failures[0]
 
     # -- inspection ------------------------------------------------------------------------
 
