@@ -95,6 +95,7 @@ class KafkaTransport:
         self._loop_thread: int | None = None
         self._listener: RebalanceListener | None = None
         self._group: str | None = None
+        self._fatal: KafkaError | None = None
         self._lock = threading.Lock()  # guards _owned, _paused and _tracker across threads
         self._owned: list[TopicPartition] = []
         self._paused = False
@@ -160,6 +161,8 @@ class KafkaTransport:
     def _poll_sync(self, max_records: int, timeout_s: float) -> list[Message]:
         consumer = self._consumer
         assert consumer is not None
+        if self._fatal is not None:
+            raise KafkaException(self._fatal)
         first = consumer.poll(timeout_s)
         raw = [] if first is None else [first]
         if first is not None and max_records > 1:
@@ -170,7 +173,13 @@ class KafkaTransport:
             for m in raw:
                 err = m.error()
                 if err is not None:
-                    _consumer_error(err)
+                    if err.fatal():
+                        # Hand out what came before it (already marked delivered); the next
+                        # poll raises.
+                        self._fatal = err
+                        break
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("kafka: consumer error: %s", err)
                     continue
                 msg = to_message(m)
                 if msg.tp not in owned:  # revoked by a rebalance inside this very call
@@ -463,13 +472,6 @@ def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
         else:
             out.append((str(name), b"" if value is None else bytes(value)))
     return tuple(out)
-
-
-def _consumer_error(err: KafkaError) -> None:
-    if err.fatal():
-        raise KafkaException(err)
-    if err.code() != KafkaError._PARTITION_EOF:
-        log.warning("kafka: consumer error: %s", err)
 
 
 def from_url(url: str, config: RuntimeConfig, backends: Backends) -> KafkaTransport:
