@@ -32,6 +32,7 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentstream.kafka")
 
 T = TypeVar("T")
+
+_LAG_QUERY_BUDGET_S = 3.0
+"""Most time one lag() call spends asking the broker for watermarks (on the consumer thread)."""
 
 _COMMIT_RETRY = {
     KafkaError.REBALANCE_IN_PROGRESS,
@@ -347,12 +351,15 @@ class KafkaTransport:
             except KafkaException:
                 log.debug("kafka: committed offsets unavailable", exc_info=True)
         out: dict[TopicPartition, int | None] = {}
+        # This runs on the consumer thread: bound the broker queries so that an outage with
+        # many partitions cannot hold up polling for long (the rest read from the cache).
+        budget_ends = time.monotonic() + _LAG_QUERY_BUDGET_S
         for tp in owned:
             kp = KafkaPartition(tp.topic, tp.partition)
             # The watermarks of the last fetch response cost nothing; ask the broker only for
             # partitions not fetched yet (paused or just assigned).
             low, high = _watermarks(consumer, kp, cached=True)
-            if high < 0:
+            if high < 0 and time.monotonic() < budget_ends:
                 low, high = _watermarks(consumer, kp, cached=False)
             committed, delivered_end = known.get(tp, (None, -1))
             if committed is None:
