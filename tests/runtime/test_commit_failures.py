@@ -1,14 +1,18 @@
-"""A failing offset commit (a coordinator failover, a broker blip) never drops polled events."""
+"""Transport failures: a failing commit never drops polled events; a fatal client error stops the worker."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
+
+import pytest
 
 import agentstream
 from agentstream import backends as backend_registry
 from agentstream.backends import sqlite_path
 from agentstream.config import RuntimeConfig
 from agentstream.testing import AppHarness
+from agentstream.transports.base import TransportFatalError
 from agentstream.transports.embedded import EmbeddedTransport
 from tests.runtime.helpers import FAST, Ticket
 
@@ -59,3 +63,38 @@ async def test_events_polled_when_a_commit_fails_are_still_processed_in_order(
     assert FAILED_COMMITS["n"] == 5
     assert sorted(s for seqs in seen.values() for s in seqs) == list(range(200))
     assert all(seqs == sorted(seqs) for seqs in seen.values())
+
+
+class PollFailsFatally(EmbeddedTransport):
+    """The real embedded log, whose consumer hits a fatal client error on its fifth poll."""
+
+    polls = 0
+
+    async def poll(self, max_records: int, timeout_s: float):
+        PollFailsFatally.polls += 1
+        if PollFailsFatally.polls >= 5:
+            raise TransportFatalError("fatal client error (injected)")
+        return await super().poll(max_records, timeout_s)
+
+
+def fatal_from_url(url: str, config: RuntimeConfig, backends) -> EmbeddedTransport:
+    return PollFailsFatally(backends.sqlite(sqlite_path(url)), partitions=config.partitions)
+
+
+async def test_a_fatal_consumer_error_stops_the_worker_instead_of_retrying_forever(
+    tmp_path, monkeypatch
+):
+    # Given a consumer that hits a fatal client error
+    monkeypatch.setitem(backend_registry._TRANSPORTS, "fatal", f"{__name__}:fatal_from_url")
+    PollFailsFatally.polls = 0
+    db = tmp_path / "log.db"
+    app = agentstream.App("fatal", broker=f"fatal:///{db}", store=f"sqlite:///{db}", config=FAST)
+
+    @app.agent(source="tickets")
+    async def handle(ctx: agentstream.Context, t: Ticket) -> None:
+        return None
+
+    # When the app runs, then it ends with that error (a supervisor restarts the process)
+    # rather than backing off and polling a dead client forever
+    with pytest.raises(TransportFatalError):
+        await asyncio.wait_for(app.run(install_signal_handlers=False), timeout=20)

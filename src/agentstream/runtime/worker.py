@@ -48,7 +48,7 @@ from agentstream.runtime.executor import Executor
 from agentstream.runtime.intake import interpret
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.scheduler import KeyedScheduler
-from agentstream.transports.base import Transport
+from agentstream.transports.base import Transport, TransportFatalError
 
 if TYPE_CHECKING:
     from agentstream.llm.admission import RateLimitRetry
@@ -200,7 +200,7 @@ class AgentWorker:
             try:
                 messages = await self.transport.poll(min(cfg.poll_batch, room), cfg.poll_timeout_s)
                 failures = 0
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, TransportFatalError):
                 raise
             except Exception:
                 # A broker or journal outage: keep what is queued, back off, poll again. Events

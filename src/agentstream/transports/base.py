@@ -27,6 +27,14 @@ from typing import Protocol, runtime_checkable
 from agentstream.event import Message, OutgoingRecord, TopicPartition
 
 
+class TransportFatalError(Exception):
+    """The consumer cannot go on (a fatal client error): the worker stops instead of retrying.
+
+    ``agentstream run`` then exits non-zero, so a supervisor restarts the process with a new
+    client; everything not yet committed is redelivered and answered by the journal.
+    """
+
+
 class PartialPublishError(Exception):
     """``Transport.produce`` got some records acknowledged and not others.
 

@@ -42,7 +42,7 @@ from confluent_kafka import Message as KafkaMessage
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from agentstream.event import Message, OutgoingRecord, TopicPartition
-from agentstream.transports.base import RebalanceListener
+from agentstream.transports.base import RebalanceListener, TransportFatalError
 from agentstream.transports.kafka_config import KafkaSettings, parse_kafka_url
 from agentstream.transports.kafka_produce import KafkaSender, Topics
 from agentstream.transports.offsets import OffsetTracker
@@ -166,7 +166,7 @@ class KafkaTransport:
         consumer = self._consumer
         assert consumer is not None
         if self._fatal is not None:
-            raise KafkaException(self._fatal)
+            raise TransportFatalError(f"kafka consumer: fatal error: {self._fatal}")
         first = consumer.poll(timeout_s)
         raw = [] if first is None else [first]
         if first is not None and max_records > 1:
