@@ -200,27 +200,71 @@ async def test_deferred_outbox_rows_are_claimed_by_no_relay_until_their_delay_en
     clock = FakeClock()
     store = await make_store(clock)
     claim = await store.claim("a", "e1", owner="w1", lease_s=5, meta=META)
-    outputs = [OutgoingRecord("out", b"k", f"v{i}".encode(), (), f"a:e1:{i}") for i in range(3)]
+    outputs = [OutgoingRecord("out", f"k{i}".encode(), b"v", (), f"a:e1:{i}") for i in range(3)]
     await store.complete("a", "e1", claim.epoch, Completion(outputs=outputs, result=1))
     first, second, third = await store.claim_outbox("relay-1", limit=10, lease_s=30)
     # A refused row is deferred: not even its own relay gets it back before the delay ends,
-    await store.defer_outbox([first.id], 10)
+    await store.defer_outbox("relay-1", [first.id], 10)
     assert [r.id for r in await store.claim_outbox("relay-1", limit=10, lease_s=30)] == [
         second.id,
         third.id,
     ]
     clock.advance(9)
     assert [r.id for r in await store.claim_outbox("relay-2", limit=10, lease_s=1)] == []
-    # then any relay may claim it; a published row is never deferred back to pending.
+    # then any relay may claim it; only the holder of a lease can defer a row, and a
+    # published row is never deferred back to pending.
     clock.advance(2)
     assert [r.id for r in await store.claim_outbox("relay-2", limit=10, lease_s=1)] == [first.id]
+    await store.defer_outbox("relay-1", [first.id], 100)
+    clock.advance(2)
+    assert [r.id for r in await store.claim_outbox("relay-3", limit=10, lease_s=1)] == [first.id]
     await store.mark_published([second.id])
-    await store.defer_outbox([second.id], 10)
+    await store.defer_outbox("relay-1", [second.id], 10)
     assert [r.published_at is not None for r in await store.outbox("a", "e1")] == [
         False,
         True,
         False,
     ]
+
+
+async def test_outbox_rows_of_one_key_are_never_claimed_past_an_earlier_one(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    other = await make_store(clock)
+    claim = await store.claim("a", "e1", owner="w1", lease_s=5, meta=META)
+    early = [
+        OutgoingRecord("out", b"k", b"1", (), "a:e1:0"),
+        OutgoingRecord("out", None, b"x", (), "a:e1:1"),
+    ]
+    await store.complete("a", "e1", claim.epoch, Completion(outputs=early, result=1))
+    k1, keyless = await store.claim_outbox("relay-1", limit=1 + 1, lease_s=30)
+    claim = await store.claim("a", "e2", owner="w1", lease_s=5, meta=META)
+    later = [
+        OutgoingRecord("out", b"k", b"2", (), "a:e2:0"),
+        OutgoingRecord("out", b"j", b"3", (), "a:e2:1"),
+        OutgoingRecord("other", b"k", b"4", (), "a:e2:2"),
+    ]
+    await store.complete("a", "e2", claim.epoch, Completion(outputs=later, result=1))
+    # While relay-1 holds k's first record, another relay gets every row but k's second
+    got = await other.claim_outbox("relay-2", limit=10, lease_s=30)
+    assert [r.record.value for r in got] == [b"3", b"4"]
+    # and the holder itself may take it (it publishes its rows in order),
+    assert [r.record.value for r in await store.claim_outbox("relay-1", limit=10, lease_s=30)] == [
+        b"1",
+        b"x",
+        b"2",
+    ]
+    # a deferred first record holds it back from everyone, its own relay included,
+    await store.defer_outbox("relay-1", [k1.id], 60)
+    assert [r.record.value for r in await store.claim_outbox("relay-1", limit=10, lease_s=30)] == [
+        b"x"
+    ]
+    clock.advance(31)
+    assert b"2" not in [r.record.value for r in await other.claim_outbox("r3", limit=10, lease_s=1)]
+    # and once it is published, the next in its key is free.
+    await store.mark_published([k1.id, keyless.id])
+    clock.advance(31)
+    assert b"2" in [r.record.value for r in await other.claim_outbox("r4", limit=10, lease_s=1)]
 
 
 async def test_dead_letter_marks_the_event_dead_and_keeps_its_envelope(make_store):

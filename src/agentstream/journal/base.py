@@ -505,15 +505,25 @@ class Store(Protocol):
         ...
 
     async def claim_outbox(self, owner: str, *, limit: int, lease_s: float) -> list[OutboxRow]:
-        """Lease unpublished outbox rows to one relay, oldest first."""
+        """Lease unpublished outbox rows to one relay, oldest first.
+
+        A row is claimable when its lease lapsed (or ``owner`` holds it) and no earlier
+        unpublished row with the same topic and key is leased to another relay or deferred: the
+        records of one key are published in order, whichever relay publishes them. Rows without
+        a key have no order to keep.
+        """
         ...
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         """Record that outbox rows were published."""
         ...
 
-    async def defer_outbox(self, ids: Sequence[int], delay_s: float) -> None:
-        """Release leased, unpublished outbox rows so no relay claims them for ``delay_s``."""
+    async def defer_outbox(self, owner: str, ids: Sequence[int], delay_s: float) -> None:
+        """Release ``owner``'s leased, unpublished rows; no relay claims them for ``delay_s``.
+
+        A deferred row also holds back the later rows of its topic and key (see
+        :meth:`claim_outbox`), so they cannot overtake it.
+        """
         ...
 
     async def get_event(self, agent: str, event_id: str) -> EventRecord | None:

@@ -439,13 +439,29 @@ class PostgresStore(PostgresOperations):
         Rows another relay is leasing right now are skipped, not waited for.
         """
         now = self._clock()
-        rows = await self.fetchall(
+        sql = self.q(
             f"UPDATE {{s}}.as_outbox SET relay_owner = %s, relay_lease = %s WHERE id IN "
-            "(SELECT id FROM {s}.as_outbox WHERE published_at IS NULL "
-            "AND (relay_lease < %s OR relay_owner = %s) ORDER BY id LIMIT %s "
-            f"FOR UPDATE SKIP LOCKED) RETURNING {OUTBOX_COLUMNS}",
-            (owner, now + lease_s, now, owner, limit),
+            "(SELECT o.id FROM {s}.as_outbox AS o WHERE o.published_at IS NULL "
+            "AND (o.relay_lease < %s OR o.relay_owner = %s) "
+            "AND (o.key IS NULL OR NOT EXISTS (SELECT 1 FROM {s}.as_outbox AS e "
+            "WHERE e.topic = o.topic AND e.key = o.key AND e.id < o.id "
+            "AND e.published_at IS NULL "
+            "AND NOT (e.relay_lease < %s OR e.relay_owner IS NOT DISTINCT FROM %s))) "
+            f"ORDER BY o.id LIMIT %s) RETURNING {OUTBOX_COLUMNS}"
         )
+
+        async def op(conn: Conn) -> list[tuple[Any, ...]]:
+            async with conn.transaction():
+                # One claim at a time per journal: the lane check reads rows other relays may
+                # be claiming, so concurrent claims could both pass it.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                    (f"agentstream.outbox:{self.schema}",),
+                )
+                cur = await conn.execute(sql, (owner, now + lease_s, now, owner, now, owner, limit))
+                return await cur.fetchall()
+
+        rows = await self.run(op)
         return sorted((outbox_from_row(r) for r in rows), key=lambda r: r.id)
 
     async def mark_published(self, ids: Sequence[int]) -> None:
@@ -457,14 +473,14 @@ class PostgresStore(PostgresOperations):
             (self._clock(), list(ids)),
         )
 
-    async def defer_outbox(self, ids: Sequence[int], delay_s: float) -> None:
-        """Release leased, unpublished outbox rows so no relay claims them for ``delay_s``."""
+    async def defer_outbox(self, owner: str, ids: Sequence[int], delay_s: float) -> None:
+        """Release ``owner``'s leased, unpublished rows; no relay claims them for ``delay_s``."""
         if not ids:
             return
         await self.execute(
             "UPDATE {s}.as_outbox SET relay_owner = NULL, relay_lease = %s "
-            "WHERE id = ANY(%s::bigint[]) AND published_at IS NULL",
-            (self._clock() + delay_s, list(ids)),
+            "WHERE id = ANY(%s::bigint[]) AND relay_owner = %s AND published_at IS NULL",
+            (self._clock() + delay_s, list(ids), owner),
         )
 
 

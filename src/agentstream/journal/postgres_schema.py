@@ -154,6 +154,11 @@ CREATE TABLE {s}.as_entity_versions (
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "core tables", _CORE),
     (2, "content-addressed blobs", BLOBS_MIGRATION_SQL),
+    (
+        3,
+        "outbox lanes: records of one topic and key in order",
+        "CREATE INDEX as_outbox_lane ON {s}.as_outbox (topic, key, id) WHERE published_at IS NULL",
+    ),
 )
 """``(version, name, statements)``; ``{s}`` in the statements is the quoted schema name."""
 

@@ -40,7 +40,12 @@ from agentstream.journal.sqlite_rows import (
     outbox_from_row,
     step_from_row,
 )
-from agentstream.journal.sqlite_schema import EVENT_COLUMNS, STEP_COLUMNS, migrate
+from agentstream.journal.sqlite_schema import (
+    CLAIMABLE_OUTBOX,
+    EVENT_COLUMNS,
+    STEP_COLUMNS,
+    migrate,
+)
 from agentstream.sqlite_db import SqliteDatabase
 
 if TYPE_CHECKING:
@@ -363,16 +368,11 @@ class SqliteStore(SqliteOperations, SqliteBlobs):
         return await self.db.read(op)
 
     async def claim_outbox(self, owner: str, *, limit: int, lease_s: float) -> list[OutboxRow]:
-        """Lease up to ``limit`` unpublished rows whose relay lease has lapsed."""
+        """Lease up to ``limit`` claimable rows, oldest first (see ``Store.claim_outbox``)."""
         now = self._clock()
 
         def op(conn: sqlite3.Connection) -> list[OutboxRow]:
-            rows = conn.execute(
-                "SELECT id, agent, event_id, seq, topic, key, value, headers, dedupe_id, "
-                "published_at FROM as_outbox WHERE published_at IS NULL "
-                "AND (relay_lease < ? OR relay_owner = ?) ORDER BY id LIMIT ?",
-                (now, owner, limit),
-            ).fetchall()
+            rows = conn.execute(CLAIMABLE_OUTBOX, (now, owner, now, owner, limit)).fetchall()
             if rows:
                 conn.executemany(
                     "UPDATE as_outbox SET relay_owner = ?, relay_lease = ? WHERE id = ?",
@@ -395,8 +395,8 @@ class SqliteStore(SqliteOperations, SqliteBlobs):
 
         await self.db.write(op)
 
-    async def defer_outbox(self, ids: Sequence[int], delay_s: float) -> None:
-        """Release leased, unpublished outbox rows so no relay claims them for ``delay_s``."""
+    async def defer_outbox(self, owner: str, ids: Sequence[int], delay_s: float) -> None:
+        """Release ``owner``'s leased, unpublished rows; no relay claims them for ``delay_s``."""
         if not ids:
             return
         until = self._clock() + delay_s
@@ -404,8 +404,8 @@ class SqliteStore(SqliteOperations, SqliteBlobs):
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "UPDATE as_outbox SET relay_owner = NULL, relay_lease = ? "
-                "WHERE id = ? AND published_at IS NULL",
-                [(until, i) for i in ids],
+                "WHERE id = ? AND relay_owner = ? AND published_at IS NULL",
+                [(until, i, owner) for i in ids],
             )
 
         await self.db.write(op)

@@ -11,11 +11,13 @@ A record the broker refuses (a queue that does not exist, a record over the brok
 must not hold up everything behind it, and must not be dropped either. When a batch fails, the
 relay marks what the broker acknowledged (``PartialPublishError``), publishes the rest one at a
 time, and defers each refused row in the journal (``Store.defer_outbox``) with capped
-exponential backoff, so no relay claims it until then and it takes no room in later batches.
-Later records of the same topic and key are deferred behind it and are sent one by one after
-it, so they never overtake it (records without a key have no order to keep). Refused rows stay
-unpublished in the journal, counted as pending outbox rows by ``agentstream status``, and every
-refusal is logged with the row, until an operator fixes the destination and they go through.
+exponential backoff. The journal keeps the order of each topic and key across every relay: a
+row behind a deferred (or otherwise leased) row of its key is not claimable until that row is
+published (``Store.claim_outbox``), so later records of the key wait and everything else keeps
+flowing. Refused rows stay unpublished, counted as pending outbox rows by ``agentstream status``,
+and every refusal is logged with the row, until an operator fixes the destination. When every
+record of a round is refused and none goes through, the broker is more likely down than every
+record bad: the relay pauses without deferring anything.
 """
 
 from __future__ import annotations
@@ -32,8 +34,6 @@ log = logging.getLogger("agentstream.relay")
 
 Lane = tuple[str, bytes | int]
 """Records that must keep their order: (topic, key); a keyless record is a lane of its own."""
-
-_FOLLOW_MARGIN_S = 1.0  # records behind a refused one come back this long after it
 
 
 def lane_of(row: OutboxRow) -> Lane:
@@ -77,15 +77,14 @@ class OutboxRelay:
         self.hold_initial_s = hold_initial_s
         self.hold_max_s = hold_max_s
         self._wakeup = asyncio.Event()
-        self._refusals: dict[int, int] = {}  # refused row id -> refusals so far
-        self._blocked: dict[Lane, tuple[int, float]] = {}  # lane -> (refused row, back at)
+        self._refusals: dict[int, int] = {}  # refused row id -> refusals so far (backoff)
         self.published = 0
         self.refused = 0
 
     @property
     def held(self) -> int:
-        """Lanes waiting behind a record the broker refused."""
-        return len(self._blocked)
+        """Rows this relay deferred after a refusal that it has not seen published yet."""
+        return len(self._refusals)
 
     def notify(self) -> None:
         """New rows may be waiting."""
@@ -98,117 +97,89 @@ class OutboxRelay:
             rows = await self.store.claim_outbox(self.owner, limit=self.batch, lease_s=self.lease_s)
             if not rows:
                 return total
-            ready = await self._defer_blocked(rows)
-            published, refused = await self._publish(ready)
+            published = await self._publish(rows)
             if published:
                 await self.store.mark_published([r.id for r in published])
                 for row in published:
                     self._refusals.pop(row.id, None)
-                    blocked = self._blocked.get(lane_of(row))
-                    if blocked is not None and blocked[0] == row.id:
-                        del self._blocked[lane_of(row)]
                 total += len(published)
                 self.published += len(published)
-            if refused:
-                return total  # the next round comes after a pause
+            if len(published) < len(rows):
+                return total  # something was refused or left: the next round is after a pause
 
-    async def _defer_blocked(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
-        """Defer rows queued behind a refused record that is not back yet; return the rest."""
-        now = time.monotonic()
-        present = {r.id for r in rows}
-        ready: list[OutboxRow] = []
-        waits: dict[float, list[int]] = {}
-        for row in rows:
-            blocked = self._blocked.get(lane_of(row))
-            if blocked is None or blocked[0] in present:
-                ready.append(row)
-                continue
-            refused_id, back_at = blocked
-            if now > back_at + self.lease_s + self.hold_max_s:
-                # Its refused record never came back here: another relay published it.
-                del self._blocked[lane_of(row)]
-                ready.append(row)
-                continue
-            if row.id < refused_id:
-                ready.append(row)
-                continue
-            wait = round(max(0.0, back_at - now) + _FOLLOW_MARGIN_S, 3)
-            waits.setdefault(wait, []).append(row.id)
-        for wait, ids in waits.items():
-            await self.store.defer_outbox(ids, wait)
-        return ready
-
-    async def _publish(self, rows: Sequence[OutboxRow]) -> tuple[list[OutboxRow], int]:
-        """Produce ``rows``: lanes with a refusal one by one, the rest as a batch.
-
-        Returns what the broker acknowledged and how many rows were refused.
-        """
-        careful = [r for r in rows if lane_of(r) in self._blocked]
-        batch = [r for r in rows if lane_of(r) not in self._blocked]
-        published: list[OutboxRow] = []
-        if batch:
-            try:
-                await self.transport.produce([r.record for r in batch])
-                published.extend(batch)
-                batch = []
-            except Exception as exc:
-                acked = exc.acknowledged if isinstance(exc, PartialPublishError) else frozenset()
-                published.extend(r for i, r in enumerate(batch) if i in acked)
-                batch = [r for i, r in enumerate(batch) if i not in acked]
+    async def _publish(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+        """Produce ``rows`` as one batch, else one by one. Returns what the broker took."""
+        try:
+            await self.transport.produce([r.record for r in rows])
+            return list(rows)
+        except Exception as exc:
+            acked = exc.acknowledged if isinstance(exc, PartialPublishError) else frozenset()
+            if len(rows) > 1:
                 log.warning(
-                    "outbox relay: %d of a batch of %d refused (%s); one by one",
-                    len(batch),
-                    len(batch) + len(acked),
+                    "outbox relay: %d of a batch of %d not taken (%s); one by one",
+                    len(rows) - len(acked),
+                    len(rows),
                     exc,
                 )
-        refused = 0
-        if batch or careful:
-            done, refused = await self._one_by_one(sorted(batch + careful, key=lambda r: r.id))
-            published.extend(done)
-        return published, refused
+            published = [r for i, r in enumerate(rows) if i in acked]
+            rest = [r for i, r in enumerate(rows) if i not in acked]
+            if len(rows) == 1:
+                await self._refuse([(rows[0], exc)])
+                return []
+        return published + await self._one_by_one(rest)
 
-    async def _one_by_one(self, rows: Sequence[OutboxRow]) -> tuple[list[OutboxRow], int]:
+    async def _one_by_one(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
         published: list[OutboxRow] = []
-        refused_in_a_row = refused = 0
-        stopped: dict[Lane, tuple[int, float]] = {}
+        refused: list[tuple[OutboxRow, BaseException]] = []
+        stopped: set[Lane] = set()
+        behind: list[int] = []
+        deadline = time.monotonic() + self.lease_s / 2  # finish well inside the lease
         for row in rows:
             lane = lane_of(row)
             if lane in stopped:
-                await self.store.defer_outbox([row.id], stopped[lane][1] + _FOLLOW_MARGIN_S)
+                behind.append(row.id)  # released below; the journal keeps it behind the refusal
                 continue
+            if time.monotonic() > deadline or (len(refused) >= 3 and not published):
+                break  # the rest stay leased to this relay and come back next round
             try:
                 await self.transport.produce([row.record])
             except Exception as exc:
-                delay = self._refuse(row, exc)
-                await self.store.defer_outbox([row.id], delay)
-                stopped[lane] = (row.id, delay)
-                refused += 1
-                refused_in_a_row += 1
-                if refused_in_a_row >= 3 and not published:
-                    break  # more likely the broker is down than every row bad: try later
+                refused.append((row, exc))
+                stopped.add(lane)
                 continue
-            refused_in_a_row = 0
             published.append(row)
-        return published, refused
+        if refused and not published and len(refused) >= 3:
+            log.warning(
+                "outbox relay: %d records in a row not taken (%s); is the broker down? "
+                "retrying after a pause",
+                len(refused),
+                refused[0][1],
+            )
+        else:
+            await self._refuse(refused)
+        await self.store.defer_outbox(self.owner, behind, 0.0)
+        return published
 
-    def _refuse(self, row: OutboxRow, exc: BaseException) -> float:
-        refusals = self._refusals.get(row.id, 0)
-        delay = min(self.hold_max_s, self.hold_initial_s * 2.0**refusals)
-        self._refusals[row.id] = refusals + 1
-        self._blocked[lane_of(row)] = (row.id, time.monotonic() + delay)
-        self.refused += 1
-        log.error(
-            "outbox relay: record %d of event %s/%s to %r refused (%s: %s); "
-            "kept in the outbox, next try in %.0fs",
-            row.seq,
-            row.agent,
-            row.event_id,
-            row.record.topic,
-            type(exc).__name__,
-            exc,
-            delay,
-        )
-        return delay
+    async def _refuse(self, refused: Sequence[tuple[OutboxRow, BaseException]]) -> None:
+        """Defer refused rows with backoff and log each."""
+        for row, exc in refused:
+            refusals = self._refusals.get(row.id, 0)
+            delay = min(self.hold_max_s, self.hold_initial_s * 2.0**refusals)
+            if len(self._refusals) < 10_000:  # bounded: a lost entry only resets its backoff
+                self._refusals[row.id] = refusals + 1
+            self.refused += 1
+            await self.store.defer_outbox(self.owner, [row.id], delay)
+            log.error(
+                "outbox relay: record %d of event %s/%s to %r refused (%s: %s); "
+                "kept in the outbox, next try in %.0fs",
+                row.seq,
+                row.agent,
+                row.event_id,
+                row.record.topic,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set, then once more."""

@@ -182,7 +182,7 @@ class AgentWorker:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
             try:
-                await self.transport.commit()
+                await self._commit_or_defer()  # a failure here must not mask the run's error
             finally:
                 await self.transport.close()
                 await self.mw.on_worker_stop(WorkerInput(self.spec.name, self.group))

@@ -158,9 +158,16 @@ class KafkaSender:
         producer = self._start()
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[None]] = []
+        refused_lanes: set[tuple[str, bytes]] = set()
         for rec in records:
             future: asyncio.Future[None] = loop.create_future()
             futures.append(future)
+            if rec.key is not None and (rec.topic, rec.key) in refused_lanes:
+                # Never let a record overtake a refused one of its key.
+                future.set_exception(
+                    KafkaDeliveryError("not sent: an earlier record of its key was refused")
+                )
+                continue
             while True:
                 try:
                     producer.produce(
@@ -177,6 +184,8 @@ class KafkaSender:
                 except KafkaException as exc:
                     # Refused before sending (too large, unknown topic): this record only.
                     future.set_exception(KafkaDeliveryError(str(exc)))
+                    if rec.key is not None:
+                        refused_lanes.add((rec.topic, rec.key))
                     break
         results = await asyncio.gather(*futures, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
