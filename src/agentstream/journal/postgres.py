@@ -22,8 +22,7 @@ under load; the rare deadlock between batches is retried by
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from agentstream.event import OutgoingRecord
@@ -39,8 +38,6 @@ from agentstream.journal.base import (
     StepRecord,
 )
 from agentstream.journal.postgres_db import (
-    DEFAULT_POOL_SIZE,
-    DEFAULT_SCHEMA,
     Conn,
     parse_postgres_url,
 )
@@ -92,17 +89,8 @@ class PostgresStore(PostgresOperations):
         pool_size: Most connections this process opens.
         clock: Wall-clock source in seconds (injectable for tests); every time written to the
             journal comes from it, never from the server.
+        timeout_s: Longest wait for a pooled connection.
     """
-
-    def __init__(
-        self,
-        conninfo: str,
-        *,
-        schema: str = DEFAULT_SCHEMA,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(conninfo, schema=schema, pool_size=pool_size, clock=clock)
 
     async def claim(
         self, agent: str, event_id: str, *, owner: str, lease_s: float, meta: EventMeta

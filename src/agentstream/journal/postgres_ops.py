@@ -12,9 +12,8 @@ transaction-scoped advisory lock on ``(schema, agent, key)`` first.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from agentstream.event import Message, OutgoingRecord, decode_headers, encode_headers
+from agentstream.event import Message, OutgoingRecord, encode_headers
 from agentstream.journal import postgres_blobs
 from agentstream.journal.base import (
     EventState,
@@ -25,15 +24,11 @@ from agentstream.journal.base import (
 )
 from agentstream.journal.postgres_db import Conn
 from agentstream.journal.postgres_reads import PostgresReads
-from agentstream.journal.postgres_rows import BLOCKING, INSERT_OUTBOX, outbox_arrays, pg_where
-from agentstream.journal.sqlite_ops import Where, dumps
+from agentstream.journal.postgres_rows import INSERT_OUTBOX, outbox_arrays, pg_where
+from agentstream.journal.queries import BLOCKING, PARKED_COLUMNS, parked_from_row, parked_query
+from agentstream.journal.sqlite_ops import dumps
 
 __all__ = ["PostgresOperations"]
-
-_PARKED_COLUMNS = (
-    'id, agent, event_id, event_key, topic, partition, "offset", timestamp_ms, key, value, '
-    "headers, created_at"
-)
 
 _PRUNE_EVENTS = f"""
 WITH doomed AS MATERIALIZED (
@@ -57,25 +52,6 @@ SELECT (SELECT COUNT(*) FROM steps), (SELECT COUNT(*) FROM failures),
     (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM events)
 """
 """Delete finished events and their history in one statement (one snapshot)."""
-
-
-def _parked_from_row(r: Sequence[Any]) -> ParkedRecord:
-    return ParkedRecord(
-        id=r[0],
-        agent=r[1],
-        event_id=r[2],
-        key=r[3],
-        message=Message(
-            topic=r[4],
-            partition=r[5],
-            offset=r[6],
-            key=r[8],
-            value=r[9],
-            headers=decode_headers(r[10]),
-            timestamp_ms=r[7],
-        ),
-        created_at=r[11],
-    )
 
 
 class PostgresOperations(PostgresReads):
@@ -208,7 +184,7 @@ class PostgresOperations(PostgresReads):
                         return False
                 await conn.execute(
                     self.q(
-                        f"INSERT INTO {{s}}.as_parked ({_PARKED_COLUMNS.removeprefix('id, ')}) "
+                        f"INSERT INTO {{s}}.as_parked ({PARKED_COLUMNS.removeprefix('id, ')}) "
                         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                         "ON CONFLICT (agent, event_id) DO NOTHING"
                     ),
@@ -234,17 +210,8 @@ class PostgresOperations(PostgresReads):
         self, agent: str, *, key: str | None = None, releasable: bool = False, limit: int = 1000
     ) -> list[ParkedRecord]:
         """Parked events in arrival order."""
-        where = Where().eq("p.agent", agent).eq("p.event_key", key)
-        sql = f"SELECT {', '.join('p.' + c.strip() for c in _PARKED_COLUMNS.split(','))} "
-        sql += f"FROM {{s}}.as_parked p {pg_where(where.sql)}"
-        if releasable:
-            sql += (
-                f" {'AND' if where.sql else 'WHERE'} NOT EXISTS (SELECT 1 FROM "
-                "{s}.as_dead_letters d WHERE d.agent = p.agent AND d.event_key = p.event_key "
-                f"AND d.status IN {BLOCKING})"
-            )
-        sql += " ORDER BY p.id LIMIT %s"
-        return [_parked_from_row(r) for r in await self.fetchall(sql, (*where.args, limit))]
+        sql, args = parked_query("{s}.", agent, key=key, releasable=releasable, limit=limit)
+        return [parked_from_row(r) for r in await self.fetchall(pg_where(sql), args)]
 
     async def unpark(self, agent: str, parked_id: int) -> None:
         """Forget a processed parked event."""

@@ -23,7 +23,13 @@ from agentstream.journal.base import (
 )
 from agentstream.journal.postgres_db import Conn, PostgresDatabase
 from agentstream.journal.postgres_rows import OUTBOX_COLUMNS, pg_where
-from agentstream.journal.sqlite_ops import DLQ_COLUMNS, Where, dead_letter_from_row
+from agentstream.journal.queries import (
+    DLQ_COLUMNS,
+    Where,
+    dead_letter_from_row,
+    dead_letters_query,
+    events_query,
+)
 from agentstream.journal.sqlite_rows import event_from_row, outbox_from_row, step_from_row
 from agentstream.journal.sqlite_schema import EVENT_COLUMNS, STEP_COLUMNS
 
@@ -66,17 +72,23 @@ class PostgresReads(PostgresDatabase):
         limit: int | None = 100,
     ) -> list[EventRecord]:
         """Events filtered (see :meth:`Store.list_events`)."""
-        where = Where()
-        where.eq("agent", agent).eq("state", state).eq("event_key", key).eq("topic", topic)
-        where.eq("partition", partition).cmp("created_at", ">=", since)
-        where.cmp("created_at", "<", until).cmp('"offset"', ">=", offset_from)
-        where.cmp('"offset"', "<=", offset_to).within("event_id", event_ids)
-        order = 'created_at, topic, partition, "offset"' if oldest_first else "updated_at DESC"
-        sql = f"SELECT {EVENT_COLUMNS} FROM {{s}}.as_events {pg_where(where.sql)} ORDER BY {order}"
-        args = where.args
-        if limit is not None:
-            sql, args = sql + " LIMIT %s", (*args, limit)
-        return [event_from_row(r) for r in await self.fetchall(sql, args)]
+        sql, args = events_query(
+            "{s}.",
+            EVENT_COLUMNS,
+            agent=agent,
+            state=state,
+            key=key,
+            since=since,
+            until=until,
+            topic=topic,
+            partition=partition,
+            offset_from=offset_from,
+            offset_to=offset_to,
+            event_ids=event_ids,
+            oldest_first=oldest_first,
+            limit=limit,
+        )
+        return [event_from_row(r) for r in await self.fetchall(pg_where(sql), args)]
 
     async def steps(self, agent: str, event_id: str) -> list[StepRecord]:
         """An event's steps in order."""
@@ -117,15 +129,17 @@ class PostgresReads(PostgresDatabase):
         limit: int | None = 100,
     ) -> list[DeadLetterRecord]:
         """Dead letters, newest first, filtered."""
-        where = Where()
-        where.eq("agent", agent).eq("status", status).eq("failure_class", failure_class)
-        where.eq("event_key", key).cmp("created_at", ">=", since).cmp("created_at", "<", until)
-        sql = f"SELECT {DLQ_COLUMNS} FROM {{s}}.as_dead_letters {pg_where(where.sql)} "
-        sql += "ORDER BY id DESC"
-        args = where.args
-        if limit is not None:
-            sql, args = sql + " LIMIT %s", (*args, limit)
-        return [dead_letter_from_row(r) for r in await self.fetchall(sql, args)]
+        sql, args = dead_letters_query(
+            "{s}.",
+            agent=agent,
+            status=status,
+            failure_class=failure_class,
+            key=key,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+        return [dead_letter_from_row(r) for r in await self.fetchall(pg_where(sql), args)]
 
     async def counts(self, agent: str | None = None) -> dict[str, int]:
         """Events per state, plus dead letters (all and open), parked and pending outbox."""

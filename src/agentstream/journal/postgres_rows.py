@@ -12,10 +12,9 @@ from typing import Any
 
 from agentstream.event import OutgoingRecord, encode_headers
 from agentstream.failures import FencedError
-from agentstream.journal.base import BLOCKING_STATUSES, EventMeta
+from agentstream.journal.base import EventMeta
 
 __all__ = [
-    "BLOCKING",
     "COMPLETE",
     "COMPLETE_EFFECTS",
     "INSERT_FRESH",
@@ -26,8 +25,6 @@ __all__ = [
     "outbox_arrays",
     "pg_where",
 ]
-
-BLOCKING = "(" + ", ".join(f"'{s}'" for s in BLOCKING_STATUSES) + ")"
 
 OUTBOX_COLUMNS = "id, agent, event_id, seq, topic, key, value, headers, dedupe_id, published_at"
 
@@ -61,10 +58,10 @@ def fenced(agent: str, event_id: str, epoch: int) -> FencedError:
 
 
 def pg_where(clause: str) -> str:
-    """A clause built by :class:`~agentstream.journal.sqlite_ops.Where` with psycopg markers.
+    """A query built by :mod:`agentstream.journal.queries` with psycopg markers.
 
-    Where only ever writes ``?`` as a parameter marker (values travel as parameters), so the
-    replacement is exact.
+    Those builders only ever write ``?`` as a parameter marker (values travel as parameters),
+    so the replacement is exact.
     """
     return clause.replace("?", "%s")
 

@@ -22,14 +22,9 @@ from agentstream.journal.base import (
     OutboxRow,
     StepRecord,
 )
+from agentstream.journal.queries import dead_letter_from_row, dead_letters_query, events_query
 from agentstream.journal.sqlite_blobs import SqliteBlobs
-from agentstream.journal.sqlite_ops import (
-    DLQ_COLUMNS,
-    SqliteOperations,
-    Where,
-    dead_letter_from_row,
-    dumps,
-)
+from agentstream.journal.sqlite_ops import SqliteOperations, dumps
 from agentstream.journal.sqlite_rows import (
     chunks,
     claim_existing,
@@ -439,16 +434,22 @@ class SqliteStore(SqliteOperations, SqliteBlobs):
         limit: int | None = 100,
     ) -> list[EventRecord]:
         """Events filtered (see :meth:`Store.list_events`)."""
-        where = Where()
-        where.eq("agent", agent).eq("state", state).eq("event_key", key).eq("topic", topic)
-        where.eq("partition", partition).cmp("created_at", ">=", since)
-        where.cmp("created_at", "<", until).cmp('"offset"', ">=", offset_from)
-        where.cmp('"offset"', "<=", offset_to).within("event_id", event_ids)
-        order = 'created_at, topic, partition, "offset"' if oldest_first else "updated_at DESC"
-        sql = f"SELECT {EVENT_COLUMNS} FROM as_events {where.sql} ORDER BY {order}"
-        args = where.args
-        if limit is not None:
-            sql, args = sql + " LIMIT ?", (*args, limit)
+        sql, args = events_query(
+            "",
+            EVENT_COLUMNS,
+            agent=agent,
+            state=state,
+            key=key,
+            since=since,
+            until=until,
+            topic=topic,
+            partition=partition,
+            offset_from=offset_from,
+            offset_to=offset_to,
+            event_ids=event_ids,
+            oldest_first=oldest_first,
+            limit=limit,
+        )
 
         def op(conn: sqlite3.Connection) -> list[EventRecord]:
             return [event_from_row(r) for r in conn.execute(sql, args).fetchall()]
@@ -512,13 +513,16 @@ class SqliteStore(SqliteOperations, SqliteBlobs):
         limit: int | None = 100,
     ) -> list[DeadLetterRecord]:
         """Dead letters, newest first, filtered."""
-        where = Where()
-        where.eq("agent", agent).eq("status", status).eq("failure_class", failure_class)
-        where.eq("event_key", key).cmp("created_at", ">=", since).cmp("created_at", "<", until)
-        sql = f"SELECT {DLQ_COLUMNS} FROM as_dead_letters {where.sql} ORDER BY id DESC"
-        args = where.args
-        if limit is not None:
-            sql, args = sql + " LIMIT ?", (*args, limit)
+        sql, args = dead_letters_query(
+            "",
+            agent=agent,
+            status=status,
+            failure_class=failure_class,
+            key=key,
+            since=since,
+            until=until,
+            limit=limit,
+        )
 
         def op(conn: sqlite3.Connection) -> list[DeadLetterRecord]:
             return [dead_letter_from_row(r) for r in conn.execute(sql, args).fetchall()]

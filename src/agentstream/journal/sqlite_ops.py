@@ -12,9 +12,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agentstream.event import Message, OutgoingRecord, decode_headers, encode_headers
+from agentstream.event import Message, OutgoingRecord, encode_headers
 from agentstream.journal.base import (
-    BLOCKING_STATUSES,
     DeadLetterRecord,
     EventState,
     ParkedRecord,
@@ -22,15 +21,17 @@ from agentstream.journal.base import (
     ShadowResult,
     ShadowRun,
 )
+from agentstream.journal.queries import (
+    BLOCKING,
+    DLQ_COLUMNS,
+    PARKED_COLUMNS,
+    Where,
+    dead_letter_from_row,
+    parked_from_row,
+    parked_query,
+)
 from agentstream.journal.sqlite_blobs import prune_blobs
 from agentstream.sqlite_db import SqliteDatabase
-
-DLQ_COLUMNS = "id, agent, event_id, failure_class, event_key, created_at, status, envelope"
-_PARKED_COLUMNS = (
-    'id, agent, event_id, event_key, topic, partition, "offset", timestamp_ms, key, value, '
-    "headers, created_at"
-)
-_BLOCKING = "(" + ", ".join(f"'{s}'" for s in BLOCKING_STATUSES) + ")"
 
 
 def dumps(value: Any) -> str | None:
@@ -43,70 +44,10 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def dead_letter_from_row(r: Sequence[Any]) -> DeadLetterRecord:
-    """A dead letter from a row of :data:`DLQ_COLUMNS`."""
-    return DeadLetterRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]))
-
-
-def _parked_from_row(r: Sequence[Any]) -> ParkedRecord:
-    return ParkedRecord(
-        id=r[0],
-        agent=r[1],
-        event_id=r[2],
-        key=r[3],
-        message=Message(
-            topic=r[4],
-            partition=r[5],
-            offset=r[6],
-            key=r[8],
-            value=r[9],
-            headers=decode_headers(r[10]),
-            timestamp_ms=r[7],
-        ),
-        created_at=r[11],
-    )
-
-
-class Where:
-    """A WHERE clause built from optional conditions (None means "no condition")."""
-
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-        self._args: list[Any] = []
-
-    def eq(self, column: str, value: Any) -> Where:
-        """``column = value`` when value is not None."""
-        return self.cmp(column, "=", value)
-
-    def cmp(self, column: str, op: str, value: Any) -> Where:
-        """``column <op> value`` when value is not None."""
-        if value is not None:
-            self._parts.append(f"{column} {op} ?")
-            self._args.append(str(value) if hasattr(value, "value") else value)
-        return self
-
-    def within(self, column: str, values: Sequence[Any] | None) -> Where:
-        """``column IN (values)`` when values is not None."""
-        if values is not None:
-            self._parts.append(f"{column} IN ({', '.join('?' for _ in values) or 'NULL'})")
-            self._args.extend(values)
-        return self
-
-    @property
-    def sql(self) -> str:
-        """The clause, or the empty string."""
-        return "WHERE " + " AND ".join(self._parts) if self._parts else ""
-
-    @property
-    def args(self) -> tuple[Any, ...]:
-        """Its parameters."""
-        return tuple(self._args)
-
-
 def _blocker(conn: sqlite3.Connection, agent: str, key: str) -> str | None:
     row = conn.execute(
         f"SELECT event_id FROM as_dead_letters WHERE agent = ? AND event_key = ? "
-        f"AND status IN {_BLOCKING} ORDER BY id LIMIT 1",
+        f"AND status IN {BLOCKING} ORDER BY id LIMIT 1",
         (agent, key),
     ).fetchone()
     return None if row is None else str(row[0])
@@ -190,7 +131,7 @@ class SqliteOperations:
         def op(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 f"UPDATE as_dead_letters SET status = 'discarded' WHERE agent = ? "
-                f"AND event_id = ? AND status IN {_BLOCKING}",
+                f"AND event_id = ? AND status IN {BLOCKING}",
                 (agent, event_id),
             )
             return cur.rowcount > 0
@@ -222,7 +163,7 @@ class SqliteOperations:
             ):
                 return False
             conn.execute(
-                f"INSERT INTO as_parked ({_PARKED_COLUMNS}) "
+                f"INSERT INTO as_parked ({PARKED_COLUMNS}) "
                 "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     agent,
@@ -246,20 +187,10 @@ class SqliteOperations:
         self, agent: str, *, key: str | None = None, releasable: bool = False, limit: int = 1000
     ) -> list[ParkedRecord]:
         """Parked events in arrival order."""
-        where = Where().eq("p.agent", agent).eq("p.event_key", key)
-        sql = f"SELECT {', '.join('p.' + c.strip() for c in _PARKED_COLUMNS.split(','))} "
-        sql += f"FROM as_parked p {where.sql}"
-        if releasable:
-            sql += (
-                f" {'AND' if where.sql else 'WHERE'} NOT EXISTS (SELECT 1 FROM as_dead_letters d "
-                "WHERE d.agent = p.agent AND d.event_key = p.event_key "
-                f"AND d.status IN {_BLOCKING})"
-            )
-        sql += " ORDER BY p.id LIMIT ?"
-        args = (*where.args, limit)
+        sql, args = parked_query("", agent, key=key, releasable=releasable, limit=limit)
 
         def op(conn: sqlite3.Connection) -> list[ParkedRecord]:
-            return [_parked_from_row(r) for r in conn.execute(sql, args).fetchall()]
+            return [parked_from_row(r) for r in conn.execute(sql, args).fetchall()]
 
         return await self.db.read(op)
 
@@ -281,7 +212,7 @@ class SqliteOperations:
                 "WHERE state = 'completed' AND completed_at < ? AND NOT EXISTS (SELECT 1 FROM "
                 "as_outbox o WHERE o.agent = e.agent AND o.event_id = e.event_id AND "
                 "o.published_at IS NULL) AND NOT EXISTS (SELECT 1 FROM as_dead_letters d "
-                f"WHERE d.agent = e.agent AND d.event_id = e.event_id AND d.status IN {_BLOCKING})",
+                f"WHERE d.agent = e.agent AND d.event_id = e.event_id AND d.status IN {BLOCKING})",
                 (before,),
             )
             out: dict[str, int] = {}
@@ -292,7 +223,7 @@ class SqliteOperations:
                 ).rowcount
             conn.execute("DROP TABLE temp.as_prune")
             out["dead_letters"] = conn.execute(
-                f"DELETE FROM as_dead_letters WHERE status NOT IN {_BLOCKING} AND created_at < ?",
+                f"DELETE FROM as_dead_letters WHERE status NOT IN {BLOCKING} AND created_at < ?",
                 (before,),
             ).rowcount
             old_runs = "SELECT run_id FROM as_shadow_runs WHERE created_at < ?"

@@ -1,0 +1,160 @@
+"""Read queries both SQL journals share: filters, column lists and row mapping.
+
+The SQLite and PostgreSQL journals have the same tables and columns; only the table names
+(PostgreSQL prefixes its schema) and the parameter markers differ. Builders here take the table
+prefix (``""`` for SQLite, ``"{s}."`` for PostgreSQL, whose store substitutes the schema) and
+write ``?`` markers, which the PostgreSQL store turns into ``%s`` (no query here has a literal
+``?``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from agentstream.event import Message, decode_headers
+from agentstream.journal.base import (
+    BLOCKING_STATUSES,
+    DeadLetterRecord,
+    EventState,
+    ParkedRecord,
+)
+
+DLQ_COLUMNS = "id, agent, event_id, failure_class, event_key, created_at, status, envelope"
+PARKED_COLUMNS = (
+    'id, agent, event_id, event_key, topic, partition, "offset", timestamp_ms, key, value, '
+    "headers, created_at"
+)
+BLOCKING = "(" + ", ".join(f"'{s}'" for s in BLOCKING_STATUSES) + ")"
+"""The dead-letter statuses that hold a key's later events back, as an SQL list."""
+
+Query = tuple[str, tuple[Any, ...]]
+
+
+class Where:
+    """A WHERE clause built from optional conditions (None means "no condition")."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._args: list[Any] = []
+
+    def eq(self, column: str, value: Any) -> Where:
+        """``column = value`` when value is not None."""
+        return self.cmp(column, "=", value)
+
+    def cmp(self, column: str, op: str, value: Any) -> Where:
+        """``column <op> value`` when value is not None."""
+        if value is not None:
+            self._parts.append(f"{column} {op} ?")
+            self._args.append(str(value) if hasattr(value, "value") else value)
+        return self
+
+    def within(self, column: str, values: Sequence[Any] | None) -> Where:
+        """``column IN (values)`` when values is not None."""
+        if values is not None:
+            self._parts.append(f"{column} IN ({', '.join('?' for _ in values) or 'NULL'})")
+            self._args.extend(values)
+        return self
+
+    @property
+    def sql(self) -> str:
+        """The clause, or the empty string."""
+        return "WHERE " + " AND ".join(self._parts) if self._parts else ""
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """Its parameters."""
+        return tuple(self._args)
+
+
+def _limited(sql: str, args: tuple[Any, ...], limit: int | None) -> Query:
+    return (sql, args) if limit is None else (sql + " LIMIT ?", (*args, limit))
+
+
+def events_query(
+    prefix: str,
+    columns: str,
+    *,
+    agent: str | None,
+    state: EventState | None,
+    key: str | None,
+    since: float | None,
+    until: float | None,
+    topic: str | None,
+    partition: int | None,
+    offset_from: int | None,
+    offset_to: int | None,
+    event_ids: Sequence[str] | None,
+    oldest_first: bool,
+    limit: int | None,
+) -> Query:
+    """The ``Store.list_events`` query over ``{prefix}as_events``."""
+    where = Where()
+    where.eq("agent", agent).eq("state", state).eq("event_key", key).eq("topic", topic)
+    where.eq("partition", partition).cmp("created_at", ">=", since)
+    where.cmp("created_at", "<", until).cmp('"offset"', ">=", offset_from)
+    where.cmp('"offset"', "<=", offset_to).within("event_id", event_ids)
+    order = 'created_at, topic, partition, "offset"' if oldest_first else "updated_at DESC"
+    sql = f"SELECT {columns} FROM {prefix}as_events {where.sql} ORDER BY {order}"
+    return _limited(sql, where.args, limit)
+
+
+def dead_letters_query(
+    prefix: str,
+    *,
+    agent: str | None,
+    status: str | None,
+    failure_class: str | None,
+    key: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int | None,
+) -> Query:
+    """The ``Store.dead_letters`` query (newest first) over ``{prefix}as_dead_letters``."""
+    where = Where()
+    where.eq("agent", agent).eq("status", status).eq("failure_class", failure_class)
+    where.eq("event_key", key).cmp("created_at", ">=", since).cmp("created_at", "<", until)
+    sql = f"SELECT {DLQ_COLUMNS} FROM {prefix}as_dead_letters {where.sql} ORDER BY id DESC"
+    return _limited(sql, where.args, limit)
+
+
+def parked_query(
+    prefix: str, agent: str, *, key: str | None, releasable: bool, limit: int
+) -> Query:
+    """The ``Store.parked`` query (arrival order) over ``{prefix}as_parked``."""
+    where = Where().eq("p.agent", agent).eq("p.event_key", key)
+    sql = f"SELECT {', '.join('p.' + c.strip() for c in PARKED_COLUMNS.split(','))} "
+    sql += f"FROM {prefix}as_parked p {where.sql}"
+    if releasable:
+        sql += (
+            f" {'AND' if where.sql else 'WHERE'} NOT EXISTS (SELECT 1 FROM "
+            f"{prefix}as_dead_letters d WHERE d.agent = p.agent AND d.event_key = p.event_key "
+            f"AND d.status IN {BLOCKING})"
+        )
+    return sql + " ORDER BY p.id LIMIT ?", (*where.args, limit)
+
+
+def dead_letter_from_row(r: Sequence[Any]) -> DeadLetterRecord:
+    """A dead letter from a row of :data:`DLQ_COLUMNS`."""
+    return DeadLetterRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]))
+
+
+def parked_from_row(r: Sequence[Any]) -> ParkedRecord:
+    """A parked event from a row of :data:`PARKED_COLUMNS`."""
+    return ParkedRecord(
+        id=r[0],
+        agent=r[1],
+        event_id=r[2],
+        key=r[3],
+        message=Message(
+            topic=r[4],
+            partition=r[5],
+            offset=r[6],
+            key=r[8],
+            value=r[9],
+            headers=decode_headers(r[10]),
+            timestamp_ms=r[7],
+        ),
+        created_at=r[11],
+    )
