@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import sys
 import tempfile
 import time
@@ -31,23 +30,9 @@ from agentstream.llm.simulator import SimulatorConfig
 from agentstream.testing import AppHarness
 from agentstream.transports.base import IgnoreRebalance
 from agentstream.transports.embedded import EmbeddedTransport
+from bench import workload
 
 CONFIG = RuntimeConfig(poll_batch=1000, max_buffered=5000, commit_interval_s=0.2)
-
-
-def stream(n: int, keys: int, duplicate_ratio: float = 0.0, seed: int = 1) -> list[OutgoingRecord]:
-    rng = random.Random(seed)
-    payloads = [
-        {"id": f"e{i}", "key": f"k{rng.randrange(keys)}", "text": "hello world " * 4}
-        for i in range(n)
-    ]
-    payloads += rng.sample(payloads, int(n * duplicate_ratio))
-    return [
-        OutgoingRecord(
-            "events", p["key"].encode(), json.dumps(p).encode(), (("id", p["id"].encode()),)
-        )
-        for p in payloads
-    ]
 
 
 async def produce(path: Path, records: list[OutgoingRecord], partitions: int) -> None:
@@ -103,7 +88,7 @@ async def agentstream_noop(path: Path, n: int) -> float:
 
 async def calls_saved(path: Path, n: int, keys: int, partitions: int) -> tuple[int, int]:
     """Deliveries and model calls on a stream with 30% duplicates."""
-    records = stream(n, keys, duplicate_ratio=0.3, seed=2)
+    records = workload.records("events", n, keys, seed=2, duplicate_ratio=0.3)
     await produce(path, records, partitions)
     provider = SimulatedProvider(SimulatorConfig(latency_ms=0))
     app = App("saved", broker=f"sqlite:///{path}", config=CONFIG, llm=provider)
@@ -120,7 +105,7 @@ async def calls_saved(path: Path, n: int, keys: int, partitions: int) -> tuple[i
 async def main(events: int, keys: int, partitions: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        records = stream(events, keys)
+        records = workload.records("events", events, keys)
         await produce(base / "bare.db", records, partitions)
         bare = await bare_loop(base / "bare.db", events)
         await produce(base / "journaled.db", records, partitions)

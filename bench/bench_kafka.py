@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import random
 import tempfile
 import time
 import uuid
@@ -47,12 +46,12 @@ from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from agentstream import App, Context, RuntimeConfig
-from agentstream.event import OutgoingRecord
 from agentstream.llm.simulated import SimulatedProvider
 from agentstream.llm.simulator import SimulatorConfig
 from agentstream.testing import AppHarness
 from agentstream.transports.kafka import KafkaTransport
 from agentstream.transports.kafka_config import parse_kafka_url
+from bench import workload
 
 # Tansu makes a group join wait about half of session.timeout.ms (see docs/kafka.md).
 TANSU = "session.timeout.ms=6000&heartbeat.interval.ms=1000&fetch.wait.max.ms=10"
@@ -72,27 +71,13 @@ def broker(bootstrap: str | None) -> Iterator[str]:
         yield started
 
 
-def records(topic: str, n: int, keys: int, seed: int = 1) -> list[OutgoingRecord]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        key = f"k{rng.randrange(keys)}"
-        body = {"id": f"e{i}", "key": key, "text": "hello world " * 4}
-        out.append(
-            OutgoingRecord(
-                topic, key.encode(), json.dumps(body).encode(), (("id", f"e{i}".encode()),)
-            )
-        )
-    return out
-
-
 async def fresh_topic(url: str, n: int, keys: int, partitions: int) -> str:
     """A new topic holding ``n`` records."""
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     t = KafkaTransport(parse_kafka_url(url))
     try:
         await t.create_topic(topic, partitions)
-        recs = records(topic, n, keys)
+        recs = workload.records(topic, n, keys)
         for i in range(0, n, 1000):
             await t.produce(recs[i : i + 1000])
     finally:

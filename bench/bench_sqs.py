@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import random
 import subprocess
 import sys
 import tempfile
@@ -38,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from agentstream import App, Context, RuntimeConfig
-from agentstream.event import OutgoingRecord
 from agentstream.testing import AppHarness
 from agentstream.transports.sqs import SQSTransport
 from agentstream.transports.sqs_config import parse_sqs_url
+from bench import workload
 
 CONFIG = RuntimeConfig(poll_batch=100, max_buffered=500, commit_interval_s=0.1)
 
@@ -80,26 +79,12 @@ def url_of(endpoint: str) -> str:
     return f"sqs://bench:bench@{endpoint.split('://', 1)[1]}?region=us-east-1&wait_time=1"
 
 
-def records(queue: str, n: int, keys: int) -> list[OutgoingRecord]:
-    rng = random.Random(1)
-    out = []
-    for i in range(n):
-        key = f"k{rng.randrange(keys)}"
-        body = {"id": f"e{i}", "key": key, "text": "hello world " * 4}
-        out.append(
-            OutgoingRecord(
-                queue, key.encode(), json.dumps(body).encode(), (("id", f"e{i}".encode()),)
-            )
-        )
-    return out
-
-
 async def fresh_queue(url: str, fifo: bool, n: int, keys: int) -> str:
     name = f"bench{uuid.uuid4().hex[:8]}" + (".fifo" if fifo else "")
     t = SQSTransport(parse_sqs_url(url))
     try:
         await t.create_queue(name, {"VisibilityTimeout": "30"})
-        recs = records(name, n, keys)
+        recs = workload.records(name, n, keys)
         await asyncio.gather(*(t.produce(recs[i : i + 100]) for i in range(0, n, 100)))
     finally:
         await t.close()
