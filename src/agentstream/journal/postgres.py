@@ -51,7 +51,9 @@ from agentstream.journal.postgres_rows import (
     fenced,
     fresh_arrays,
     outbox_arrays,
+    pg_where,
 )
+from agentstream.journal.queries import claimable_outbox
 from agentstream.journal.sqlite_ops import dumps
 from agentstream.journal.sqlite_rows import outbox_from_row, step_from_row
 from agentstream.journal.sqlite_schema import STEP_COLUMNS
@@ -428,14 +430,9 @@ class PostgresStore(PostgresOperations):
         """
         now = self._clock()
         sql = self.q(
-            f"UPDATE {{s}}.as_outbox SET relay_owner = %s, relay_lease = %s WHERE id IN "
-            "(SELECT o.id FROM {s}.as_outbox AS o WHERE o.published_at IS NULL "
-            "AND (o.relay_lease < %s OR o.relay_owner = %s) "
-            "AND (o.key IS NULL OR NOT EXISTS (SELECT 1 FROM {s}.as_outbox AS e "
-            "WHERE e.topic = o.topic AND e.key = o.key AND e.id < o.id "
-            "AND e.published_at IS NULL "
-            "AND NOT (e.relay_lease < %s OR e.relay_owner IS NOT DISTINCT FROM %s))) "
-            f"ORDER BY o.id LIMIT %s) RETURNING {OUTBOX_COLUMNS}"
+            "UPDATE {s}.as_outbox SET relay_owner = %s, relay_lease = %s WHERE id IN ("
+            + pg_where(claimable_outbox("{s}.", "o.id"))
+            + f") RETURNING {OUTBOX_COLUMNS}"
         )
 
         async def op(conn: Conn) -> list[tuple[Any, ...]]:

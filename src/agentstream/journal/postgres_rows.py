@@ -13,6 +13,7 @@ from typing import Any
 from agentstream.event import OutgoingRecord, encode_headers
 from agentstream.failures import FencedError
 from agentstream.journal.base import EventMeta
+from agentstream.journal.queries import OUTBOX_COLUMNS
 
 __all__ = [
     "COMPLETE",
@@ -26,7 +27,6 @@ __all__ = [
     "pg_where",
 ]
 
-OUTBOX_COLUMNS = "id, agent, event_id, seq, topic, key, value, headers, dedupe_id, published_at"
 
 INSERT_OUTBOX = (
     "INSERT INTO {s}.as_outbox (agent, event_id, seq, topic, key, value, headers, dedupe_id, "

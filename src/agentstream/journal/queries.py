@@ -21,6 +21,7 @@ from agentstream.journal.base import (
     ParkedRecord,
 )
 
+OUTBOX_COLUMNS = "id, agent, event_id, seq, topic, key, value, headers, dedupe_id, published_at"
 DLQ_COLUMNS = "id, agent, event_id, failure_class, event_key, created_at, status, envelope"
 PARKED_COLUMNS = (
     'id, agent, event_id, event_key, topic, partition, "offset", timestamp_ms, key, value, '
@@ -133,6 +134,23 @@ def parked_query(
             f"AND d.status IN {BLOCKING})"
         )
     return sql + " ORDER BY p.id LIMIT ?", (*where.args, limit)
+
+
+def claimable_outbox(prefix: str, columns: str) -> str:
+    """Outbox rows one relay may claim, oldest first (see ``Store.claim_outbox``).
+
+    Lapsed or the relay's own, and not behind an earlier unpublished row of their topic and key
+    that another relay holds or that is deferred. Parameters: now, owner, now, owner, limit.
+    """
+    return (
+        f"SELECT {columns} FROM {prefix}as_outbox AS o "
+        "WHERE o.published_at IS NULL AND (o.relay_lease < ? OR o.relay_owner = ?) "
+        f"AND (o.key IS NULL OR NOT EXISTS (SELECT 1 FROM {prefix}as_outbox AS e "
+        "WHERE e.topic = o.topic AND e.key = o.key AND e.id < o.id AND e.published_at IS NULL "
+        # a deferred row has no owner: COALESCE keeps the test two-valued in both dialects
+        "AND NOT (e.relay_lease < ? OR COALESCE(e.relay_owner, '') = ?))) "
+        "ORDER BY o.id LIMIT ?"
+    )
 
 
 def dead_letter_from_row(r: Sequence[Any]) -> DeadLetterRecord:

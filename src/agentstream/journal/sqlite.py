@@ -22,7 +22,13 @@ from agentstream.journal.base import (
     OutboxRow,
     StepRecord,
 )
-from agentstream.journal.queries import dead_letter_from_row, dead_letters_query, events_query
+from agentstream.journal.queries import (
+    OUTBOX_COLUMNS,
+    claimable_outbox,
+    dead_letter_from_row,
+    dead_letters_query,
+    events_query,
+)
 from agentstream.journal.sqlite_blobs import SqliteBlobs
 from agentstream.journal.sqlite_ops import SqliteOperations, dumps
 from agentstream.journal.sqlite_rows import (
@@ -36,7 +42,6 @@ from agentstream.journal.sqlite_rows import (
     step_from_row,
 )
 from agentstream.journal.sqlite_schema import (
-    CLAIMABLE_OUTBOX,
     EVENT_COLUMNS,
     STEP_COLUMNS,
     migrate,
@@ -45,6 +50,8 @@ from agentstream.sqlite_db import SqliteDatabase
 
 if TYPE_CHECKING:
     from agentstream.backends import Backends
+
+_CLAIMABLE_OUTBOX = claimable_outbox("", OUTBOX_COLUMNS)
 
 
 class SqliteStore(SqliteOperations, SqliteBlobs):
@@ -367,7 +374,7 @@ class SqliteStore(SqliteOperations, SqliteBlobs):
         now = self._clock()
 
         def op(conn: sqlite3.Connection) -> list[OutboxRow]:
-            rows = conn.execute(CLAIMABLE_OUTBOX, (now, owner, now, owner, limit)).fetchall()
+            rows = conn.execute(_CLAIMABLE_OUTBOX, (now, owner, now, owner, limit)).fetchall()
             if rows:
                 conn.executemany(
                     "UPDATE as_outbox SET relay_owner = ?, relay_lease = ? WHERE id = ?",

@@ -149,19 +149,6 @@ EVENT_COLUMNS = (
     "updated_at, completed_at, identity_source, msg_key, msg_value, msg_headers"
 )
 ADDED_EVENT_COLUMNS = (("msg_key", "BLOB"), ("msg_value", "BLOB"), ("msg_headers", "TEXT"))
-CLAIMABLE_OUTBOX = """
-SELECT id, agent, event_id, seq, topic, key, value, headers, dedupe_id, published_at
-FROM as_outbox AS o
-WHERE o.published_at IS NULL AND (o.relay_lease < ? OR o.relay_owner = ?)
-  AND (o.key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM as_outbox AS e
-      WHERE e.topic = o.topic AND e.key = o.key AND e.id < o.id AND e.published_at IS NULL
-        AND NOT (e.relay_lease < ? OR e.relay_owner IS ?)))
-ORDER BY o.id LIMIT ?
-"""
-"""Outbox rows one relay may claim: lapsed or its own, and not behind a row of their topic and
-key that another relay holds or that is deferred. Parameters: now, owner, now, owner, limit."""
-
 STEP_COLUMNS = (
     "seq, kind, name, fingerprint, status, request, result, idem_key, meta, epoch, started_at, "
     "finished_at"
