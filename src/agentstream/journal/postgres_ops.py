@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from agentstream.event import Message, OutgoingRecord, encode_headers
+from agentstream.event import Message, OutgoingRecord
 from agentstream.journal import postgres_blobs
 from agentstream.journal.base import (
     EventState,
@@ -25,7 +25,13 @@ from agentstream.journal.base import (
 from agentstream.journal.postgres_db import Conn
 from agentstream.journal.postgres_reads import PostgresReads
 from agentstream.journal.postgres_rows import INSERT_OUTBOX, outbox_arrays, pg_where
-from agentstream.journal.queries import BLOCKING, PARKED_COLUMNS, parked_from_row, parked_query
+from agentstream.journal.queries import (
+    BLOCKING,
+    PARKED_COLUMNS,
+    parked_from_row,
+    parked_query,
+    parked_values,
+)
 from agentstream.journal.sqlite_ops import dumps
 
 __all__ = ["PostgresOperations"]
@@ -188,19 +194,7 @@ class PostgresOperations(PostgresReads):
                         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                         "ON CONFLICT (agent, event_id) DO NOTHING"
                     ),
-                    (
-                        agent,
-                        event_id,
-                        key,
-                        message.topic,
-                        message.partition,
-                        message.offset,
-                        message.timestamp_ms,
-                        message.key,
-                        message.value,
-                        encode_headers(message.headers),
-                        now,
-                    ),
+                    parked_values(agent, event_id, key, message, now),
                 )
                 return True
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from agentstream.event import Message, decode_headers
+from agentstream.event import Message, decode_headers, encode_headers
 from agentstream.journal.base import (
     BLOCKING_STATUSES,
     DeadLetterRecord,
@@ -156,6 +156,25 @@ def claimable_outbox(prefix: str, columns: str) -> str:
 def dead_letter_from_row(r: Sequence[Any]) -> DeadLetterRecord:
     """A dead letter from a row of :data:`DLQ_COLUMNS`."""
     return DeadLetterRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]))
+
+
+def parked_values(
+    agent: str, event_id: str, key: str, message: Message, now: float
+) -> tuple[Any, ...]:
+    """The values of a new parked row: :data:`PARKED_COLUMNS` without ``id``."""
+    return (
+        agent,
+        event_id,
+        key,
+        message.topic,
+        message.partition,
+        message.offset,
+        message.timestamp_ms,
+        message.key,
+        message.value,
+        encode_headers(message.headers),
+        now,
+    )
 
 
 def parked_from_row(r: Sequence[Any]) -> ParkedRecord:

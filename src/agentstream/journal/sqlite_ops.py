@@ -29,6 +29,7 @@ from agentstream.journal.queries import (
     dead_letter_from_row,
     parked_from_row,
     parked_query,
+    parked_values,
 )
 from agentstream.journal.sqlite_blobs import prune_blobs
 from agentstream.sqlite_db import SqliteDatabase
@@ -165,19 +166,7 @@ class SqliteOperations:
             conn.execute(
                 f"INSERT INTO as_parked ({PARKED_COLUMNS}) "
                 "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    agent,
-                    event_id,
-                    key,
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    message.timestamp_ms,
-                    message.key,
-                    message.value,
-                    encode_headers(message.headers),
-                    now,
-                ),
+                parked_values(agent, event_id, key, message, now),
             )
             return True
 
