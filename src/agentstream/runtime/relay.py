@@ -109,23 +109,21 @@ class OutboxRelay:
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
         """Produce ``rows`` as one batch, else one by one. Returns what the broker took."""
+        if len(rows) == 1:
+            return await self._one_by_one(rows)
         try:
             await self.transport.produce([r.record for r in rows])
             return list(rows)
         except Exception as exc:
             acked = exc.acknowledged if isinstance(exc, PartialPublishError) else frozenset()
-            if len(rows) > 1:
-                log.warning(
-                    "outbox relay: %d of a batch of %d not taken (%s); one by one",
-                    len(rows) - len(acked),
-                    len(rows),
-                    exc,
-                )
-            published = [r for i, r in enumerate(rows) if i in acked]
-            rest = [r for i, r in enumerate(rows) if i not in acked]
-            if len(rows) == 1:
-                await self._refuse([(rows[0], exc)])
-                return []
+            log.warning(
+                "outbox relay: %d of a batch of %d not taken (%s); one by one",
+                len(rows) - len(acked),
+                len(rows),
+                exc,
+            )
+        published = [r for i, r in enumerate(rows) if i in acked]
+        rest = [r for i, r in enumerate(rows) if i not in acked]
         return published + await self._one_by_one(rest)
 
     async def _one_by_one(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
