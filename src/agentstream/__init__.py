@@ -7,6 +7,7 @@ from agentstream.agent import AgentSpec, Budget, NonDeterminismPolicy, Ordering
 from agentstream.app import App
 from agentstream.config import RuntimeConfig
 from agentstream.context import Context
+from agentstream.current import current_context
 from agentstream.event import Event, Message, OutgoingRecord, TopicPartition
 from agentstream.failures import (
     AgentStreamError,
@@ -17,6 +18,7 @@ from agentstream.failures import (
     FailureClass,
     FencedError,
     InvalidOutputError,
+    NoCurrentContext,
     NonDeterminismError,
     OversizedPayload,
     PoisonError,
@@ -55,6 +57,7 @@ __all__ = [
     "LLMResponse",
     "Message",
     "Middleware",
+    "NoCurrentContext",
     "NonDeterminismError",
     "NonDeterminismPolicy",
     "Ordering",
@@ -76,4 +79,5 @@ __all__ = [
     "UndecodablePayload",
     "Usage",
     "__version__",
+    "current_context",
 ]

@@ -24,6 +24,7 @@ to do by class, never by inspecting a driver's exception::
     ├── StepNotRecorded           a recorded replay needed a step the journal does not have
     ├── FencedError               this worker's claim has moved on (zombie write rejected)
     └── ConfigurationError        the application is wired wrongly
+        └── NoCurrentContext      current_context() called outside a handler
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class AgentStreamError(Exception):
 
 class ConfigurationError(AgentStreamError):
     """The application, an agent or a backend URL is configured wrongly."""
+
+
+class NoCurrentContext(ConfigurationError):
+    """``agentstream.current_context()`` was called outside an agent's handler."""
 
 
 class TransientError(AgentStreamError):

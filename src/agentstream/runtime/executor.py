@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from agentstream.agent import AgentSpec, Ordering
 from agentstream.codec import to_jsonable
 from agentstream.context import Context, RecordedAnswers
+from agentstream.current import running
 from agentstream.deadletter import build_envelope, dead_letter_record, format_traceback
 from agentstream.event import Event, Headers, payload_hash
 from agentstream.failures import FailureClass, FencedError, classify, retry_after_hint
@@ -287,7 +288,8 @@ class Executor:
                 rate_limit_retry=self._rate_limit_retry,
             )
             try:
-                result = await spec.handler(ctx, event.payload)
+                with running(ctx):
+                    result = await spec.handler(ctx, event.payload)
             except asyncio.CancelledError:
                 if identity in self._lost and task is not None:
                     task.uncancel()
