@@ -20,7 +20,7 @@ from agentstream.agent import (
     Ordering,
     input_type_of,
 )
-from agentstream.backends import DEFAULT_URL, Backends, scheme_of
+from agentstream.backends import DEFAULT_URL, Backends, default_journal_url, scheme_of
 from agentstream.config import RuntimeConfig
 from agentstream.event import IdentitySpec
 from agentstream.failures import ConfigurationError, Retry
@@ -29,6 +29,7 @@ from agentstream.llm.base import LLMProvider
 from agentstream.middleware import Middleware, MiddlewareStack
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.worker import AgentWorker
+from agentstream.startup import warn_about_shared_journal
 
 log = logging.getLogger("agentstream.app")
 
@@ -41,9 +42,11 @@ class App:
     Args:
         name: Application name (prefix of consumer groups).
         broker: Transport URL; default ``$AGENTSTREAM_BROKER`` or ``sqlite:///agentstream.db``
-            (the embedded log).
+            (the embedded log, shared by every app in the folder, each in its own consumer
+            group).
         store: Journal URL; default ``$AGENTSTREAM_STORE``, else the broker's SQLite file when
-            the broker is embedded, else ``sqlite:///agentstream.db``.
+            an embedded broker is configured, else ``sqlite:///<name>.journal.db``: one journal
+            per app, so two apps in one folder never see each other's events.
         llm: LLM provider, or a zero-argument factory called once per worker process.
         middleware: Middleware, in order.
         config: Runtime settings.
@@ -76,11 +79,16 @@ class App:
         if not name:
             raise ConfigurationError("App needs a name")
         self.name = name
-        self.broker_url = broker or os.environ.get("AGENTSTREAM_BROKER") or DEFAULT_URL
+        configured_broker = broker or os.environ.get("AGENTSTREAM_BROKER")
+        self.broker_url = configured_broker or DEFAULT_URL
         self.store_url = (
             store
             or os.environ.get("AGENTSTREAM_STORE")
-            or (self.broker_url if scheme_of(self.broker_url) == "sqlite" else DEFAULT_URL)
+            or (
+                configured_broker
+                if configured_broker and scheme_of(configured_broker) == "sqlite"
+                else default_journal_url(name)
+            )
         )
         self._llm = llm
         self._provider: LLMProvider | None = None
@@ -233,6 +241,7 @@ class App:
         backends = self.backends()
         store = backends.store()
         await store.open()
+        await warn_about_shared_journal(store, [(s.name, self.group_of(s)) for s in specs])
         if self.admission is not None:
             await self.admission.start(store)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

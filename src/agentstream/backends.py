@@ -14,6 +14,7 @@ journal on the same file share one database thread.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,16 @@ _STORES: dict[str, str] = {
     "postgresql": "agentstream.journal.postgres:from_url",
     "postgres": "agentstream.journal.postgres:from_url",
 }
+
+
+def default_journal_url(app_name: str) -> str:
+    """The journal an app uses when none is configured: a SQLite file named after the app.
+
+    One journal per app: the journal is keyed by agent name and event identity, so two apps in
+    one folder sharing a file would take each other's completed events for their own.
+    """
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", app_name).strip("-.") or "app"
+    return f"sqlite:///{slug}.journal.db"
 
 
 def scheme_of(url: str) -> str:

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +20,7 @@ from rich.text import Text
 
 from agentstream.backends import DEFAULT_URL, Backends
 from agentstream.event import text_of
+from agentstream.failures import ConfigurationError
 from agentstream.journal.base import EventRecord, OutboxRow, StepKind, StepRecord, Store
 
 StoreOption = Annotated[
@@ -64,9 +66,24 @@ def fmt_time(ts: float | None) -> str:
 
 
 def urls(store: str | None, broker: str | None) -> tuple[str, str]:
-    """Broker and journal URLs with the defaults ``agentstream status`` uses."""
+    """Broker and journal URLs of an inspection command.
+
+    Without ``--store``: the one ``*.journal.db`` in the current folder (each app's default
+    journal is named after it), else the broker's file.
+
+    Raises:
+        ConfigurationError: Several journals are here and none was chosen.
+    """
     broker_url = broker or DEFAULT_URL
-    return broker_url, store or broker_url
+    if store:
+        return broker_url, store
+    found = sorted(Path.cwd().glob("*.journal.db"))
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise ConfigurationError(
+            f"several journals here ({names}); choose one with --store sqlite:///NAME"
+        )
+    return broker_url, f"sqlite:///{found[0].name}" if found else broker_url
 
 
 @asynccontextmanager

@@ -14,8 +14,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agentstream.backends import DEFAULT_URL, Backends
+from agentstream.backends import Backends
 from agentstream.cli._app import cli, console, load_app, run_async
+from agentstream.cli._inspect import urls
 from agentstream.event import TopicPartition
 from agentstream.transports.lag import GroupInspector
 
@@ -43,8 +44,7 @@ def status(
         broker = broker or app.broker_url
         store = store or app.store_url
         groups = {s.name: (app.group_of(s), [s.source]) for s in app.agents.values()}
-    broker = broker or DEFAULT_URL
-    store = store or broker
+    broker, store = urls(store, broker)
     run_async(_status(broker, store, groups))
     if metrics:
         _show_metrics(metrics)
