@@ -12,6 +12,12 @@ Endpoints:
   preceding ``tool_calls`` id, every tool call must be answered, ...), with ``400
   invalid_request_error`` answers in the API's error shape. The ``Idempotency-Key`` header, when
   present, is recorded as the call's step key.
+* ``POST /v1/responses`` (also ``/responses``): the OpenAI Responses API, and ``POST
+  /v1/messages``: the Anthropic Messages API (base URL :attr:`SimulatorServer.anthropic_url`).
+  Both are translated to the engine's chat-completions form and back
+  (:mod:`agentstream.llm.sim_apis`).
+* Every API streams when the body asks ``"stream": true``: server-sent events in the API's own
+  format (:mod:`agentstream.llm.sim_sse`), sent after the simulated latency.
 * ``GET /v1/models``: the simulated model.
 * ``GET /sim/stats``: counters (requests, answers by status, tokens, first and last times).
 * ``GET /health``.
@@ -38,6 +44,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agentstream.llm import sim_apis, sim_sse
 from agentstream.llm.simulator import CallLog, LLMSimulator, SimulatedReply, SimulatorConfig
 
 __all__ = ["RecordedCall", "SimulatorServer", "validate_chat_body"]
@@ -90,8 +97,6 @@ def validate_chat_body(body: Any) -> dict[str, Any] | None:
         return _invalid("We could not parse the JSON body of your request: expected an object.")
     if not isinstance(body.get("model"), str) or not body["model"]:
         return _invalid("you must provide a model parameter", "model")
-    if body.get("stream"):
-        return _invalid("the simulator does not stream; send stream=false", "stream")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return _invalid("'messages' must be a non-empty array", "messages")
@@ -208,6 +213,11 @@ class SimulatorServer:
         """The OpenAI base URL of the server (``http://host:port/v1``)."""
         return f"http://{self.host}:{self.port}/v1"
 
+    @property
+    def anthropic_url(self) -> str:
+        """The Anthropic base URL of the server (``http://host:port``)."""
+        return f"http://{self.host}:{self.port}"
+
     # -- running -------------------------------------------------------------------------------
 
     def start(self) -> SimulatorServer:
@@ -304,13 +314,25 @@ class SimulatorServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/responses", self._responses)
+        app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/models", self._models)
         app.router.add_get("/sim/stats", self._stats)
         app.router.add_get("/health", self._health)
         return app
 
-    async def _chat(self, request: web.Request) -> web.Response:
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, "chat")
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, "responses")
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, "messages")
+
+    async def _serve(self, request: web.Request, api: str) -> web.StreamResponse:
         step_key = request.headers.get("Idempotency-Key")
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
@@ -321,21 +343,27 @@ class SimulatorServer:
                 400, _invalid("We could not parse the JSON body of your request.")
             )
         else:
-            invalid = validate_chat_body(body)
+            invalid = _validate(api, body, headers)
             reply = (
                 SimulatedReply(400, invalid)
                 if invalid is not None
-                else self.simulator.reply(body, step_key=step_key)
+                else self.simulator.reply(_chat_form(api, body), step_key=step_key)
             )
         self._record(step_key, body, headers, reply)
+        answer = _in_dialect(api, reply, body)
         if self._log is not None:
-            await asyncio.to_thread(self._log.append, step_key, reply)
+            logged = SimulatedReply(
+                reply.status, {**reply.body, "id": answer.body.get("id", reply.body.get("id"))}
+            )
+            await asyncio.to_thread(self._log.append, step_key, logged)
         if reply.hang:
             await asyncio.sleep(self.hang_s)
         elif reply.delay_s:
             await asyncio.sleep(reply.delay_s)
-        out_headers = {"x-request-id": f"req_{uuid.uuid4().hex}", **reply.headers}
-        return web.json_response(reply.body, status=reply.status, headers=out_headers)
+        out_headers = {"x-request-id": f"req_{uuid.uuid4().hex}", **answer.headers}
+        if answer.status == 200 and isinstance(body, dict) and body.get("stream"):
+            return await _stream(request, api, answer.body, body, out_headers)
+        return web.json_response(answer.body, status=answer.status, headers=out_headers)
 
     def _record(
         self,
@@ -396,3 +424,66 @@ class SimulatorServer:
         """Calls answered 200, in order."""
         with self._lock:
             return [c for c in self.calls if c.status == 200]
+
+
+def _validate(api: str, body: Any, headers: dict[str, str]) -> dict[str, Any] | None:
+    if api == "chat":
+        return validate_chat_body(body)
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return _invalid("you must provide a model parameter", "model")
+    if api == "responses" and not body.get("input"):
+        return _invalid("Missing required parameter: 'input'.", "input")
+    if api == "messages":
+        if not headers.get("anthropic-version"):
+            return _invalid("anthropic-version header is required")
+        if not isinstance(body.get("max_tokens"), int) or not body.get("messages"):
+            return _invalid("max_tokens and a non-empty messages list are required")
+    return None
+
+
+def _chat_form(api: str, body: dict[str, Any]) -> dict[str, Any]:
+    if api == "responses":
+        return sim_apis.chat_from_responses(body)
+    if api == "messages":
+        return sim_apis.chat_from_messages(body)
+    return body
+
+
+def _in_dialect(api: str, reply: SimulatedReply, request: Any) -> SimulatedReply:
+    """The engine's chat-shaped reply in the called API's shape."""
+    if api == "chat":
+        return reply
+    if reply.status != 200:
+        if api == "messages":
+            body = sim_apis.anthropic_error(reply.status, reply.body)
+            return SimulatedReply(reply.status, body, reply.headers)
+        return reply
+    if api == "responses":
+        body = sim_apis.response_from_chat(reply.body, request)
+    else:
+        body = sim_apis.message_from_chat(reply.body)
+    return SimulatedReply(200, body, reply.headers)
+
+
+async def _stream(
+    request: web.Request,
+    api: str,
+    answer: dict[str, Any],
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    if api == "responses":
+        frames = sim_sse.response_events(answer)
+    elif api == "messages":
+        frames = sim_sse.message_events(answer)
+    else:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        frames = sim_sse.chat_chunks(answer, include_usage=include_usage)
+    response = web.StreamResponse(
+        status=200, headers={**headers, "content-type": "text/event-stream; charset=utf-8"}
+    )
+    await response.prepare(request)
+    for frame in frames:
+        await response.write(frame)
+    await response.write_eof()
+    return response
