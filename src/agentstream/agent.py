@@ -7,6 +7,7 @@ first message.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import inspect
@@ -28,6 +29,8 @@ from agentstream.failures import (
     SchemaInvalidPayload,
     UndecodablePayload,
 )
+from agentstream.formats.base import Decoded, Decoder, Encoder
+from agentstream.formats.cloud_events import CloudEventsDecoder
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -118,6 +121,9 @@ class AgentSpec:
         budget: Per-event ceilings.
         ordering: ``key`` or ``strict`` (park a key behind its dead letter).
         group: Consumer group (default ``<app>.<agent>``).
+        decoder: How message bytes become the payload (default: CloudEvents when the message
+            is one, binary or structured mode, else the value as it is).
+        encoder: How output values become record bytes (default: JSON, text or bytes).
     """
 
     name: str
@@ -139,6 +145,8 @@ class AgentSpec:
     budget: Budget = field(default_factory=Budget)
     ordering: Ordering = Ordering.KEY
     group: str | None = None
+    decoder: Decoder = field(default_factory=lambda: CloudEventsDecoder(required=False))
+    encoder: Encoder | None = None
 
     def __post_init__(self) -> None:
         if not inspect.iscoroutinefunction(self.handler):
@@ -150,21 +158,39 @@ class AgentSpec:
         if self.max_payload_bytes < 1:
             raise ConfigurationError(f"agent {self.name!r}: max_payload_bytes must be positive")
 
-    def decode(self, message: Message) -> Any:
-        """Decode and validate a message's value into the agent's input type.
+        if not isinstance(self.decoder, Decoder):
+            raise ConfigurationError(
+                f"agent {self.name!r}: decoder must have decode(message) and blocking"
+            )
+        if self.encoder is not None and not isinstance(self.encoder, Encoder):
+            raise ConfigurationError(
+                f"agent {self.name!r}: encoder must have encode(value, event=, topic=, index=)"
+            )
+
+    def decode(self, message: Message) -> Decoded:
+        """Decode a message with the agent's decoder and validate it into the input type.
+
+        Returns:
+            The decoder's result, its payload validated.
 
         Raises:
             OversizedPayload: The value is larger than ``max_payload_bytes``.
-            UndecodablePayload: The bytes are not valid text or JSON.
-            SchemaInvalidPayload: The JSON does not satisfy the input model.
+            UndecodablePayload: The bytes are not valid text or JSON, or not what the decoder
+                reads.
+            SchemaInvalidPayload: The data does not satisfy the input model.
         """
-        value = message.value
-        if len(value) > self.max_payload_bytes:
+        if len(message.value) > self.max_payload_bytes:
             raise OversizedPayload(
-                f"payload of {len(value)} bytes exceeds the agent's limit of "
+                f"payload of {len(message.value)} bytes exceeds the agent's limit of "
                 f"{self.max_payload_bytes} bytes"
             )
+        decoded = self.decoder.decode(message)
+        return dataclasses.replace(decoded, payload=self._parse(decoded.payload))
+
+    def _parse(self, value: Any) -> Any:
         target = self.input_type
+        if not isinstance(value, bytes):
+            return _validate_data(target, value)
         if target is bytes:
             return value
         if target is str:
@@ -195,6 +221,19 @@ def _validate(target: Any, value: bytes) -> Any:
             raise UndecodablePayload(
                 f"payload is not valid JSON: {exc.errors()[0]['msg']}"
             ) from exc
+        name = getattr(target, "__name__", str(target))
+        raise SchemaInvalidPayload(f"payload does not match {name}: {exc}") from exc
+
+
+def _validate_data(target: Any, value: Any) -> Any:
+    """Validate already decoded data (a CloudEvent's data, an Avro record) into ``target``."""
+    if target in (None, Any, object):
+        return value
+    try:
+        if isinstance(target, type) and issubclass(target, BaseModel):
+            return target.model_validate(value)
+        return _adapter(target).validate_python(value)
+    except pydantic.ValidationError as exc:
         name = getattr(target, "__name__", str(target))
         raise SchemaInvalidPayload(f"payload does not match {name}: {exc}") from exc
 

@@ -24,6 +24,8 @@ from agentstream.backends import DEFAULT_URL, Backends, default_journal_url, sch
 from agentstream.config import RuntimeConfig
 from agentstream.event import IdentitySpec
 from agentstream.failures import ConfigurationError, Retry
+from agentstream.formats.base import Decoder, Encoder
+from agentstream.formats.cloud_events import CloudEventsDecoder
 from agentstream.llm.admission import AdmissionControl
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import Middleware, MiddlewareStack
@@ -133,6 +135,8 @@ class App:
         ordering: Ordering | str = Ordering.KEY,
         group: str | None = None,
         input_type: Any = None,
+        decoder: Decoder | None = None,
+        encoder: Encoder | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare an agent consuming ``source``.
 
@@ -156,6 +160,11 @@ class App:
             ordering: ``key``, or ``strict`` to park a key behind its dead letter.
             group: Consumer group (default ``<app>.<agent>``).
             input_type: Payload type (default: the handler's annotation; JSON when absent).
+            decoder: How records become payloads (see :mod:`agentstream.formats`); default:
+                CloudEvents in binary or structured mode when a record is one, else the value
+                parsed by the input type.
+            encoder: How outputs become records, e.g.
+                :class:`~agentstream.formats.CloudEventsEncoder`; default: JSON.
         """
 
         def register(handler: Handler) -> Handler:
@@ -182,6 +191,8 @@ class App:
                 budget=budget or Budget(),
                 ordering=Ordering(ordering),
                 group=group,
+                decoder=decoder or CloudEventsDecoder(required=False),
+                encoder=encoder,
             )
             self.agents[agent_name] = spec
             return handler

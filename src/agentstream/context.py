@@ -192,6 +192,7 @@ class Context:
             emitted=self._emitted,
             result=result,
             extra_headers=extra_headers,
+            encoder=self._spec.encoder,
         )
 
     async def step(

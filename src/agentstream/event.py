@@ -140,6 +140,8 @@ class Event:
             ``message_id`` or ``coordinates`` (see :data:`WEAK_IDENTITY_SOURCES`).
         parked_id: Set when the event comes back from the journal's parking (strict ordering),
             not from the transport; its delivery was acknowledged when it was parked.
+        attributes: Envelope attributes the decoder found (a CloudEvent's ``id``, ``source``,
+            ``type``, ``time``...; a Schema Registry schema id).
     """
 
     message: Message
@@ -151,6 +153,7 @@ class Event:
     identity_source: str = "header"
     extra: dict[str, Any] = field(default_factory=dict)
     parked_id: int | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tp(self) -> TopicPartition:
@@ -194,7 +197,12 @@ def fallback_identity(message: Message) -> tuple[str, str]:
 
 
 def derive_identity(
-    message: Message, payload: Any, spec: IdentitySpec, *, payload_ok: bool
+    message: Message,
+    payload: Any,
+    spec: IdentitySpec,
+    *,
+    payload_ok: bool,
+    hint: str | None = None,
 ) -> tuple[str, str]:
     """Derive an event's identity and say where it came from.
 
@@ -203,9 +211,11 @@ def derive_identity(
         payload: The decoded payload (ignored when ``payload_ok`` is false).
         spec: The agent's identity setting.
         payload_ok: Whether ``payload`` decoded and validated.
+        hint: The identity the decoder read from the envelope (a CloudEvents ``id``); it comes
+            after an identity function and before the default headers.
 
     Returns:
-        ``(identity, source)`` where source is ``header``, ``payload`` or that of
+        ``(identity, source)`` where source is ``header``, ``payload``, ``envelope`` or that of
         :func:`fallback_identity`.
     """
     if callable(spec):
@@ -213,6 +223,8 @@ def derive_identity(
             value = spec(payload)
             if value is not None and str(value) != "":
                 return str(value), "payload"
+        if hint:
+            return hint, "envelope"
         # A payload that cannot be decoded has no payload identity; headers, then the fallback,
         # still give every redelivery of these exact bytes the same identity.
         names: Sequence[str] = IDENTITY_HEADERS
@@ -223,6 +235,8 @@ def derive_identity(
             )
         names = (spec.removeprefix("header:"),)
     else:
+        if hint:
+            return hint, "envelope"
         names = IDENTITY_HEADERS
     for name in names:
         raw = message.header(name)
@@ -240,12 +254,19 @@ def derive_key(
     identity: str,
     *,
     payload_ok: bool,
+    hint: str | None = None,
 ) -> str:
-    """Derive the ordering key: the key function, else the record key, else the identity."""
+    """Derive the ordering key.
+
+    The key function, else the decoder's hint (a CloudEvents ``partitionkey``), else the record
+    key, else the identity.
+    """
     if key_fn is not None and payload_ok:
         value = key_fn(payload)
         if value is not None:
             return str(value)
+    if hint:
+        return hint
     text = text_of(message.key)
     if text:
         return text

@@ -81,7 +81,7 @@ def test_agentstream_produce_writes_json_lines_to_a_fifo_queue_in_order(
     for customer in ("c1", "c2"):
         ns = [json.loads(m.value)["n"] for m in got if m.key == customer.encode()]
         assert ns == [line["n"] for line in lines if line["customer"] == customer]
-    assert {m.header("id") for m in got} == {f"e{i}".encode() for i in range(6)}
+    assert {m.header("ce_id") for m in got} == {f"e{i}".encode() for i in range(6)}
 
 
 def test_the_sqs_example_runs_end_to_end():

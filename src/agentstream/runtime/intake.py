@@ -8,6 +8,8 @@ it is dead-lettered in order instead of killing the consumer.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from agentstream.agent import AgentSpec
@@ -19,7 +21,8 @@ from agentstream.event import (
     fallback_identity,
     text_of,
 )
-from agentstream.failures import PoisonError, SchemaInvalidPayload
+from agentstream.failures import PoisonError, SchemaInvalidPayload, UndecodablePayload
+from agentstream.formats.base import Decoded
 
 IDENTITY_OVERRIDE_HEADER = "agentstream-identity"
 """Set by ``agentstream dlq redrive`` so a re-published message keeps its original identity."""
@@ -27,25 +30,30 @@ IDENTITY_OVERRIDE_HEADER = "agentstream-identity"
 
 def interpret(spec: AgentSpec, message: Message) -> Event:
     """Derive the event an agent sees from a message; never raises."""
-    payload: Any = None
+    decoded = Decoded(None)
     error: BaseException | None = None
     try:
-        payload = spec.decode(message)
+        decoded = spec.decode(message)
     except PoisonError as exc:
         error = exc
+    except Exception as exc:
+        error = UndecodablePayload(f"decoder {type(spec.decoder).__name__} failed: {exc!r}")
+    payload: Any = decoded.payload
     ok = error is None
     override = text_of(message.header(IDENTITY_OVERRIDE_HEADER))
     try:
         if override:
             identity, source = override, "redrive"
         else:
-            identity, source = derive_identity(message, payload, spec.identity, payload_ok=ok)
+            identity, source = derive_identity(
+                message, payload, spec.identity, payload_ok=ok, hint=decoded.identity
+            )
     except Exception as exc:
         error = error or SchemaInvalidPayload(f"identity function failed: {exc!r}")
         identity, source = fallback_identity(message)
         ok = False
     try:
-        key = derive_key(message, payload, spec.key, identity, payload_ok=ok)
+        key = derive_key(message, payload, spec.key, identity, payload_ok=ok, hint=decoded.key)
     except Exception as exc:
         error = error or SchemaInvalidPayload(f"key function failed: {exc!r}")
         key = text_of(message.key) or identity
@@ -65,4 +73,14 @@ def interpret(spec: AgentSpec, message: Message) -> Event:
         decode_error=error,
         version=version,
         identity_source=source,
+        attributes=dict(decoded.attributes),
     )
+
+
+async def interpret_all(spec: AgentSpec, messages: Sequence[Message]) -> list[Event]:
+    """Interpret a polled batch; off the event loop when the agent's decoder may block."""
+    if not messages:
+        return []
+    if spec.decoder.blocking:
+        return await asyncio.to_thread(lambda: [interpret(spec, m) for m in messages])
+    return [interpret(spec, m) for m in messages]

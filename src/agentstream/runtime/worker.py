@@ -45,7 +45,7 @@ from agentstream.middleware import (
     WorkerInput,
 )
 from agentstream.runtime.executor import Executor
-from agentstream.runtime.intake import interpret
+from agentstream.runtime.intake import interpret, interpret_all
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.scheduler import KeyedScheduler
 from agentstream.transports.base import Transport, TransportFatalError
@@ -215,8 +215,7 @@ class AgentWorker:
                 )
                 await asyncio.sleep(delay)
                 continue
-            for message in messages:
-                event = interpret(self.spec, message)
+            for event in await interpret_all(self.spec, messages):
                 if (
                     event.identity_source in WEAK_IDENTITY_SOURCES
                     and self.spec.identity is None
