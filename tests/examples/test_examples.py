@@ -86,3 +86,46 @@ async def test_the_llm_gateway_example_triages_every_ticket_over_http_within_its
         module.Triage.model_validate_json(m.value)
     assert [c.status for c in sim.calls].count(429) == 0
     assert any("tool_calls" in str(c.body["messages"]) for c in sim.calls)
+
+
+async def test_the_cloudevents_example_answers_each_event_once_as_a_cloudevent(
+    tmp_path, monkeypatch
+):
+    from cloudevents.core.bindings import kafka as ce_kafka
+    from cloudevents.core.formats.json import JSONFormat
+
+    from agentstream.cli.produce import CloudEventsMode, CloudEventsOptions, record_from_line
+
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop("examples.cloudevents_triage", None)
+    module = importlib.import_module("examples.cloudevents_triage")
+    module.app.broker_url = module.app.store_url = f"sqlite:///{tmp_path / 'agentstream.db'}"
+    options = CloudEventsOptions(CloudEventsMode.STRUCTURED, "ticket.opened", "/helpdesk")
+    lines = (EXAMPLES / "tickets.jsonl").read_text().splitlines()
+    records = [
+        record_from_line(
+            "tickets",
+            line,
+            key_field="customer_id",
+            id_field="ticket_id",
+            envelope=False,
+            cloudevents=options,
+        )
+        for line in lines
+    ]
+    async with AppHarness(module.app) as h:
+        transport = module.app.backends().transport()
+        await transport.start()
+        try:
+            await transport.produce(records * 2)  # every event sent twice
+        finally:
+            await transport.close()
+        await h.wait_drained()
+        outputs = h.read("triage")
+    events = [
+        ce_kafka.from_kafka(ce_kafka.KafkaMessage(dict(m.headers), m.key, m.value), JSONFormat())
+        for m in outputs
+    ]
+    assert len(events) == len(lines)
+    assert {e.get_type() for e in events} == {"com.example.ticket.triaged"}
+    assert {json.loads(m.value)["opened_by"] for m in outputs} == {"/helpdesk"}

@@ -15,6 +15,11 @@ Write your own by implementing :class:`Decoder` or :class:`Encoder`.
 
 from agentstream.formats.base import Decoded, Decoder, Encoded, Encoder, RawDecoder
 from agentstream.formats.cloud_events import CloudEventsDecoder, CloudEventsEncoder
+from agentstream.formats.schema_registry import (
+    SchemaFormat,
+    SchemaRegistryDecoder,
+    SchemaRegistryEncoder,
+)
 
 __all__ = [
     "CloudEventsDecoder",
@@ -24,4 +29,7 @@ __all__ = [
     "Encoded",
     "Encoder",
     "RawDecoder",
+    "SchemaFormat",
+    "SchemaRegistryDecoder",
+    "SchemaRegistryEncoder",
 ]

@@ -71,6 +71,9 @@ class Encoded:
 class Encoder(Protocol):
     """Turns an output value into record bytes and headers."""
 
+    blocking: bool
+    """Whether :meth:`encode` may block (a schema registration): it then runs off the loop."""
+
     def encode(self, value: Any, *, event: Event, topic: str, index: int) -> Encoded:
         """Encode the ``index``-th output of ``event`` bound for ``topic``.
 

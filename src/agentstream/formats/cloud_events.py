@@ -136,6 +136,8 @@ class CloudEventsEncoder:
             document).
     """
 
+    blocking = False
+
     def __init__(
         self, *, type: str, source: str, mode: Literal["binary", "structured"] = "binary"
     ) -> None:

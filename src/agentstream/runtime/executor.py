@@ -304,7 +304,14 @@ class Executor:
             extra: Headers = ()
             if self.mw.wants(Middleware.output_headers):
                 extra = await self.mw.output_headers(OutputsInput(spec.name, event, 1))
-            outputs = ctx.outputs(result, extra)
+            try:
+                if spec.encoder is not None and spec.encoder.blocking:
+                    outputs = await asyncio.to_thread(ctx.outputs, result, extra)
+                else:
+                    outputs = ctx.outputs(result, extra)
+            except Exception as exc:  # an output the encoder refuses fails like the handler
+                outcome, failed_as = await self._failed(event, claim, ctx, exc)
+                return outcome, ctx, failed_as, exc
             completion = Completion(
                 outputs=outputs,
                 result=to_jsonable(result),
