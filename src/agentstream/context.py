@@ -339,19 +339,29 @@ class Context:
         return value
 
     async def call_llm(
-        self, request: LLMRequest, *, name: str, prompt_version: str | None
+        self,
+        request: LLMRequest,
+        *,
+        name: str,
+        prompt_version: str | None,
+        via: LLMProvider | None = None,
     ) -> LLMResponse:
-        """Journaled model call (used by ``ctx.llm``)."""
+        """Journaled model call (used by ``ctx.llm`` and the journaled HTTP transport).
+
+        ``via`` makes the call through another provider than the app's (the transport's
+        upstream); everything else (journal, budgets, admission, middleware) is the same.
+        """
         seq = self._seq
+        provider = via or self._provider
 
         async def execute() -> Any:
-            if self._provider is None:
+            if provider is None:
                 raise RuntimeError(
                     f"agent {self._spec.name!r} called ctx.llm but the app has no LLM provider"
                 )
             estimate = estimate_prompt_tokens(chat_body(request))
             self._check_budget(estimate + (request.max_tokens or 0))
-            response = await self._call_provider(self._provider, request, seq, estimate)
+            response = await self._call_provider(provider, request, seq, estimate)
             self.llm_calls += 1
             self._spent_calls += 1
             self._spent_tokens += response.usage.total_tokens

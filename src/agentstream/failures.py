@@ -217,8 +217,9 @@ def classify(exc: BaseException, retry: Retry | None = None) -> FailureClass:
     code is an ``agent_error``: a bug that does not fix itself, so it is dead-lettered for a
     redrive after the fix rather than retried.
     """
-    if isinstance(exc, AgentStreamError):
-        return exc.failure_class
+    own = agentstream_cause(exc)
+    if own is not None:
+        return own.failure_class
     if isinstance(exc, _TRANSIENT_BUILTINS):
         return FailureClass.TRANSIENT
     if retry is not None and retry.retry_on and isinstance(exc, retry.retry_on):
@@ -226,8 +227,26 @@ def classify(exc: BaseException, retry: Retry | None = None) -> FailureClass:
     return FailureClass.AGENT_ERROR
 
 
+def agentstream_cause(exc: BaseException) -> AgentStreamError | None:
+    """``exc`` itself if it is agentstream's, else the first of its causes that is.
+
+    An SDK wraps what its HTTP transport raises (``APIConnectionError(...) from err``), and a
+    framework may wrap the SDK's error again; an agentstream error raised inside the journaled
+    transport (non-determinism, a spent budget, a lost claim) keeps its meaning through them.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AgentStreamError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
 def retry_after_hint(exc: BaseException) -> float | None:
     """The server-given delay carried by a transient error, if any."""
-    if isinstance(exc, TransientError):
-        return exc.retry_after
+    own = agentstream_cause(exc)
+    if isinstance(own, TransientError):
+        return own.retry_after
     return None

@@ -34,7 +34,13 @@ from agentstream.context import Context, RecordedAnswers
 from agentstream.current import running
 from agentstream.deadletter import build_envelope, dead_letter_record, format_traceback
 from agentstream.event import Event, Headers, payload_hash
-from agentstream.failures import FailureClass, FencedError, classify, retry_after_hint
+from agentstream.failures import (
+    FailureClass,
+    FencedError,
+    agentstream_cause,
+    classify,
+    retry_after_hint,
+)
 from agentstream.journal.base import (
     Claim,
     ClaimStatus,
@@ -298,6 +304,8 @@ class Executor:
             except FencedError:
                 return RetryLater(0.05, "fenced"), ctx, None, None
             except Exception as exc:
+                if isinstance(agentstream_cause(exc), FencedError):  # wrapped by an SDK
+                    return RetryLater(0.05, "fenced"), ctx, None, None
                 outcome, failed_as = await self._failed(event, claim, ctx, exc)
                 return outcome, ctx, failed_as, exc
             await self._note_mismatches(ctx, epoch)
