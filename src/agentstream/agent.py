@@ -66,12 +66,17 @@ class Budget:
     Attributes:
         max_llm_calls: Most model calls one event may make (all attempts together).
         max_tokens: Most tokens (prompt plus completion) one event may use.
-        max_cost_usd: Most money one event may spend.
+        max_cost_usd: Most money one event may spend (the provider's reported cost when it
+            sends one, else the price table's).
+        allow_unpriced: Accept ``max_cost_usd`` on a model no price source knows (a gateway
+            alias whose cost the gateway reports); otherwise that is a start-up error, since
+            the ceiling would only ever see $0.
     """
 
     max_llm_calls: int | None = 50
     max_tokens: int | None = None
     max_cost_usd: float | None = None
+    allow_unpriced: bool = False
 
     def check(self, *, calls: int, tokens: int, cost_usd: float, next_call_tokens: int) -> None:
         """Raise BudgetExceededError if one more call would pass a ceiling.

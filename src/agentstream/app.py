@@ -28,6 +28,7 @@ from agentstream.formats.base import Decoder, Encoder
 from agentstream.formats.cloud_events import CloudEventsDecoder
 from agentstream.llm.admission import AdmissionControl
 from agentstream.llm.base import LLMProvider
+from agentstream.llm.pricing import PriceTable
 from agentstream.middleware import Middleware, MiddlewareStack
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.worker import AgentWorker
@@ -36,6 +37,28 @@ from agentstream.startup import warn_about_shared_journal
 log = logging.getLogger("agentstream.app")
 
 ProviderSpec = LLMProvider | Callable[[], LLMProvider] | None
+
+
+def check_cost_ceilings(specs: Sequence[AgentSpec], provider: LLMProvider | None) -> None:
+    """Refuse a per-event cost ceiling on a model the provider's price table cannot price.
+
+    Raises:
+        ConfigurationError: An agent has ``Budget(max_cost_usd=...)`` on an unpriced model and
+            not ``allow_unpriced=True``.
+    """
+    prices = getattr(provider, "prices", None)
+    if not isinstance(prices, PriceTable):
+        return
+    for spec in specs:
+        budget = spec.budget
+        if budget.max_cost_usd is None or budget.allow_unpriced or prices.is_priced(spec.model):
+            continue
+        raise ConfigurationError(
+            f"agent {spec.name!r}: Budget(max_cost_usd={budget.max_cost_usd}) on model "
+            f"{spec.model!r}, which no price source knows, would never trigger. Price it "
+            f"(PriceTable.set), or, when your gateway reports each call's cost, pass "
+            "Budget(..., allow_unpriced=True)."
+        )
 
 
 class App:
@@ -243,6 +266,7 @@ class App:
             on_started: Called with the workers once they are built (tests, status).
         """
         specs = self.select(agents)
+        check_cost_ceilings(specs, self.provider())
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         if install_signal_handlers:

@@ -382,6 +382,7 @@ class Context:
                 "completion_tokens": usage.get("completion_tokens", 0),
                 "total_tokens": usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0),
                 "cost_usd": result.get("cost_usd", 0.0),
+                "cost_source": result.get("cost_source"),
                 "latency_ms": result.get("latency_ms", 0.0),
                 "response_id": result.get("id"),
             }

@@ -121,6 +121,7 @@ _LIVE: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("LLM calls avoided", "agentstream_llm_calls_avoided_total", {}),
     ("tokens", "agentstream_llm_tokens_total", {}),
     ("cost (USD)", "agentstream_llm_cost_usd_total", {}),
+    ("unpriced LLM calls", "agentstream_llm_unpriced_calls_total", {}),
     ("retries", "agentstream_retries_total", {}),
     ("dead letters", "agentstream_dead_letters_total", {}),
     ("parked", "agentstream_deliveries_total", {"outcome": "parked"}),

@@ -315,6 +315,9 @@ class AdmissionControl(Middleware):
     def _spend_limit(self, agent: str) -> SpendLimit | None:
         return self._spend.get(agent) or self._spend.get("*")
 
+    def _spend_bucket(self, agent: str, limit: SpendLimit) -> BucketSpec:
+        return BucketSpec.per_period(f"{self._scope}:spend:{agent}", limit.usd, limit.period_s)
+
     # -- hooks ---------------------------------------------------------------------------------
 
     def _completion_estimate(self, m: _Model, request_max: int | None) -> int:
@@ -339,15 +342,12 @@ class AdmissionControl(Middleware):
         def spend_takes() -> list[Take]:
             limit = self._spend_limit(agent)
             completion = self._completion_estimate(m, inp.request.max_tokens)
-            cost = self._prices.cost(
+            cost = self._prices.quote(
                 m.name, Usage(prompt_tokens=prompt, completion_tokens=completion)
             )
-            if limit is None or cost <= 0:
+            if limit is None or cost is None or cost <= 0:
                 return []
-            bucket = BucketSpec.per_period(
-                f"{self._scope}:spend:{agent}", limit.usd, limit.period_s
-            )
-            return [Take(bucket, cost)]
+            return [Take(self._spend_bucket(agent, limit), cost)]
 
         def model_takes() -> list[Take]:
             tokens = prompt + self._completion_estimate(m, inp.request.max_tokens)
@@ -464,6 +464,10 @@ class AdmissionControl(Middleware):
             ]
             if permit.spend is not None:
                 gives.append(Take(permit.spend.bucket, permit.spend.amount - response.cost_usd))
+            elif response.cost_usd > 0 and (limit := self._spend_limit(inp.agent)) is not None:
+                # Nothing was estimated (an alias no price source knows) but the provider
+                # reported a cost: the spend budget is charged after the fact.
+                gives.append(Take(self._spend_bucket(inp.agent, limit), -response.cost_usd))
             if gives:
                 await self._buckets.give(gives, now)
             if response.rate_limits is not None:

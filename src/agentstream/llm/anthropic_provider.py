@@ -39,7 +39,7 @@ from agentstream.failures import (
 )
 from agentstream.llm.base import LLMRequest, LLMResponse, RateLimitSnapshot, ToolCall, Usage
 from agentstream.llm.openai_provider import IDEMPOTENCY_HEADER, idempotency_key
-from agentstream.llm.pricing import PriceTable
+from agentstream.llm.pricing import PriceTable, cost_of_answer
 from agentstream.llm.wire import parse_retry_after
 
 __all__ = ["AnthropicProvider", "from_messages_response", "to_messages_request"]
@@ -333,7 +333,7 @@ class AnthropicProvider:
         self._client = client or anthropic.AsyncAnthropic(
             base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout_s
         )
-        self._prices = prices or PriceTable()
+        self.prices = prices or PriceTable()
         self._idempotency_header = idempotency_header
 
     @property
@@ -377,11 +377,12 @@ class AnthropicProvider:
             body, structured_tool=structured, latency_ms=(time.monotonic() - started) * 1000
         )
         model = response.model or request.model
+        headers = _lower(http.headers)
         return response.model_copy(
             update={
                 "model": model,
-                "cost_usd": self._prices.cost(model, response.usage),
-                "rate_limits": rate_limit_snapshot(_lower(http.headers)),
+                **cost_of_answer(self.prices, model, response.usage, headers, body),
+                "rate_limits": rate_limit_snapshot(headers),
             }
         )
 

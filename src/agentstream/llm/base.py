@@ -103,7 +103,9 @@ class LLMResponse(BaseModel):
         finish_reason: ``stop``, ``length``, ``tool_calls``, ``content_filter``, ``refusal``...
         refusal: Refusal text when the provider reports one.
         usage: Token usage.
-        cost_usd: Price of this call from the price table.
+        cost_usd: Price of this call: as the provider reported it, else from the price table.
+        cost_source: Where ``cost_usd`` came from: ``provider``, ``price_table`` or
+            ``unpriced`` (no source knows the model: the cost counts as 0).
         latency_ms: Wall time of the call.
         raw: The provider's raw response body.
         rate_limits: The provider's rate-limit headers on this answer, for admission control;
@@ -118,6 +120,7 @@ class LLMResponse(BaseModel):
     refusal: str | None = None
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
+    cost_source: str = "price_table"
     latency_ms: float = 0.0
     raw: dict[str, Any] | None = None
     rate_limits: RateLimitSnapshot | None = Field(default=None, exclude=True)

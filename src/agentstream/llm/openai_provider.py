@@ -25,7 +25,7 @@ import openai
 
 from agentstream.failures import ProviderTimeout, ProviderUnavailable
 from agentstream.llm.base import LLMRequest, LLMResponse
-from agentstream.llm.pricing import PriceTable
+from agentstream.llm.pricing import PriceTable, cost_of_answer
 from agentstream.llm.wire import error_for_status, rate_limit_snapshot, response_from_chat
 
 __all__ = ["IDEMPOTENCY_HEADER", "OpenAIProvider", "idempotency_key"]
@@ -91,7 +91,7 @@ class OpenAIProvider:
             timeout=timeout_s,
             default_headers=default_headers,
         )
-        self._prices = prices or PriceTable()
+        self.prices = prices or PriceTable()
         self._idempotency_header = idempotency_header
 
     @property
@@ -139,11 +139,13 @@ class OpenAIProvider:
         if body is None:
             raise ProviderUnavailable(f"{self.name}: the answer is not a JSON object")
         response = response_from_chat(body, latency_ms=latency_ms)
+        model = response.model or request.model
+        headers = _headers(http)
         return response.model_copy(
             update={
-                "model": response.model or request.model,
-                "cost_usd": self._prices.cost(response.model or request.model, response.usage),
-                "rate_limits": rate_limit_snapshot(_headers(http)),
+                "model": model,
+                **cost_of_answer(self.prices, model, response.usage, headers, body),
+                "rate_limits": rate_limit_snapshot(headers),
             }
         )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agentstream.failures import ProviderTimeout
 from agentstream.llm.base import LLMRequest, LLMResponse
-from agentstream.llm.pricing import PriceTable
+from agentstream.llm.pricing import PriceTable, cost_of_answer
 from agentstream.llm.simulator import CallLog, LLMSimulator, SimulatorConfig
 from agentstream.llm.wire import (
     chat_body,
@@ -43,7 +43,7 @@ class SimulatedProvider:
     ) -> None:
         self.simulator = simulator or LLMSimulator(config)
         self._log = CallLog(call_log) if call_log else None
-        self._prices = prices or PriceTable()
+        self.prices = prices or PriceTable()
         self._timeout_s = timeout_s
 
     async def complete(self, request: LLMRequest, *, step_key: str) -> LLMResponse:
@@ -62,7 +62,9 @@ class SimulatedProvider:
         response = response_from_chat(reply.body, latency_ms=(time.monotonic() - started) * 1000)
         return response.model_copy(
             update={
-                "cost_usd": self._prices.cost(response.model, response.usage),
+                **cost_of_answer(
+                    self.prices, response.model, response.usage, reply.headers, reply.body
+                ),
                 "rate_limits": rate_limit_snapshot(reply.headers),
             }
         )

@@ -77,6 +77,8 @@ class SimulatorConfig:
             not a tool result.
         context_window: Prompt tokens above this get a context-length error.
         max_completion_tokens: Longest free-text answer in tokens.
+        reported_cost_usd: When set, every answer carries this cost in the
+            ``x-litellm-response-cost`` header, as a LiteLLM proxy reports it.
     """
 
     model: str = "sim-1"
@@ -94,6 +96,7 @@ class SimulatorConfig:
     tool_call_rate: float = 0.7
     context_window: int = 128_000
     max_completion_tokens: int = 60
+    reported_cost_usd: float | None = None
 
 
 @dataclass
@@ -195,7 +198,10 @@ class LLMSimulator:
         response = self._answer(body, prompt_tokens)
         self._window.add(self._clock(), response["usage"]["completion_tokens"], 0)
         self.stats["ok"] += 1
-        return SimulatedReply(200, response, self._limit_headers(), delay_s=delay)
+        headers = self._limit_headers()
+        if cfg.reported_cost_usd is not None:
+            headers["x-litellm-response-cost"] = repr(cfg.reported_cost_usd)
+        return SimulatedReply(200, response, headers, delay_s=delay)
 
     def _latency(self) -> float:
         cfg = self.config

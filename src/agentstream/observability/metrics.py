@@ -14,7 +14,9 @@ metric                                          from
 ``agentstream_llm_calls_total{model,status}``   model calls made
 ``agentstream_llm_calls_avoided_total``         model calls answered from the journal
 ``agentstream_llm_tokens_total{model,kind}``    prompt and completion tokens
-``agentstream_llm_cost_usd_total{model}``       money spent
+``agentstream_llm_cost_usd_total{model}``       money spent (reported by the provider, else
+                                                priced by the price table)
+``agentstream_llm_unpriced_calls_total{model}`` calls no price source could price (cost 0)
 ``agentstream_retries_total{failure_class}``    attempts scheduled after transient failures
 ``agentstream_dead_letters_total{failure_class}`` events dead-lettered
 ``agentstream_rate_limit_waits_total``          429s and rate-limit backoffs
@@ -101,6 +103,12 @@ class PrometheusMiddleware(Middleware):
         self.cost = Counter(
             "agentstream_llm_cost_usd",
             "Money spent on model calls.",
+            ["agent", "model"],
+            registry=r,
+        )
+        self.unpriced = Counter(
+            "agentstream_llm_unpriced_calls",
+            "Model calls no price source could price (counted as $0).",
             ["agent", "model"],
             registry=r,
         )
@@ -227,6 +235,8 @@ class PrometheusMiddleware(Middleware):
             self.tokens.labels(inp.agent, model, "prompt").inc(usage.prompt_tokens)
             self.tokens.labels(inp.agent, model, "completion").inc(usage.completion_tokens)
             self.cost.labels(inp.agent, model).inc(inp.response.cost_usd)
+            if inp.response.cost_source == "unpriced":
+                self.unpriced.labels(inp.agent, model).inc()
         if isinstance(inp.error, RateLimitedError):
             self.rate_limit_waits.labels(inp.agent).inc()
 
