@@ -33,7 +33,7 @@ from agentstream.failures import TransientError
 from agentstream.integrations.wire import ModelAPI, model_api, request_of, summarize
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.openai_provider import IDEMPOTENCY_HEADER, idempotency_key
-from agentstream.llm.pricing import PriceTable
+from agentstream.llm.pricing import PriceTable, cost_of_answer
 from agentstream.llm.wire import error_for_status, rate_limit_snapshot
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class _Upstream:
             model=model,
             text=summary.text,
             usage=summary.usage,
-            cost_usd=self._prices.cost(model, summary.usage),
+            **cost_of_answer(self._prices, model, summary.usage, lower, _json_body(body, streamed)),
             latency_ms=latency_ms,
             raw={
                 "http_status": response.status_code,
@@ -219,3 +219,14 @@ class JournaledTransport(httpx2.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the upstream transport."""
         await self._upstream.aclose()
+
+
+def _json_body(body: bytes, streamed: bool) -> dict[str, Any] | None:
+    """A non-streamed answer's JSON body (for a ``usage.cost`` field), else None."""
+    if streamed:
+        return None
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
