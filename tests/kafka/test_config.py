@@ -33,6 +33,11 @@ def test_hosts_and_librdkafka_settings_pass_through_to_the_right_clients():
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
     assert producer["enable.idempotence"] is True
     assert s.partitions == 12
+    assert s.fetch_pause_after_s == 5.0
+    assert (
+        parse_kafka_url("kafka://b:9092?agentstream.fetch_pause_after_s=0.5").fetch_pause_after_s
+        == 0.5
+    )
 
 
 def test_manual_commits_cannot_be_turned_off():
@@ -45,7 +50,8 @@ def test_manual_commits_cannot_be_turned_off():
 @pytest.mark.parametrize(
     "url",
     ["kafka://", "kafka://b:9092,", "sqs://x", "kafka://b:9092?agentstream.nope=1",
-     "kafka://b:9092?agentstream.partitions=0", "kafka://b:9092?agentstream.create_topics=maybe"],
+     "kafka://b:9092?agentstream.partitions=0", "kafka://b:9092?agentstream.create_topics=maybe",
+     "kafka://b:9092?agentstream.fetch_pause_after_s=-1"],
 )  # fmt: skip
 def test_bad_urls_are_refused(url):
     with pytest.raises(ConfigurationError):

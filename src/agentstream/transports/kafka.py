@@ -9,9 +9,23 @@ Threads and the event loop:
   consumer thread too; they hand the :class:`RebalanceListener` call to the event loop with
   ``run_coroutine_threadsafe`` and wait for it there, while the loop stays free to finish the
   revoked partitions' running events.
-* ``pause()`` / ``resume()`` pause every assigned partition (and partitions assigned while
-  paused). The runtime keeps calling ``poll()`` while paused, which keeps this member in its
-  group: a handler that runs for ten minutes never exceeds ``max.poll.interval.ms``.
+* ``pause()`` / ``resume()`` stop and restart delivery of every assigned partition (and of
+  partitions assigned while paused). The runtime keeps calling ``poll()`` while paused, which
+  keeps this member in its group: a handler that runs for ten minutes never exceeds
+  ``max.poll.interval.ms``.
+
+Pausing in two steps. librdkafka's own pause throws away the partition's prefetched messages,
+and after a resume its broker thread fetches again only at its next wakeup, up to a second
+later (measured on Tansu: 0.4 to 0.7 s with nothing to deliver). The runtime pauses whenever its
+buffer is full, which on a fast agent is several times a second, so each of those gaps emptied
+the buffer and left the worker idle (a no-op agent ran at a third of its journal's rate, the
+process at half a core). So ``pause()`` first only stops handing messages out: ``poll()`` still
+calls the consumer (rebalance callbacks run, the poll interval is met) and holds back, in
+order, the few messages that returns; librdkafka keeps its prefetch, bounded as usual by
+``queued.max.messages.kbytes``. Only a pause that lasts ``fetch_pause_after_s`` (or holds back
+a full ``poll_batch``) becomes librdkafka's pause, which stops fetching. ``resume()`` hands the
+held messages out first. Held messages of partitions that leave are dropped (never acknowledged,
+so redelivered to the new owner).
 
 Offsets: auto-commit and auto offset store are off. ``ack()`` marks an offset done in an
 :class:`~agentstream.transports.offsets.OffsetTracker`; ``commit()`` commits, per partition,
@@ -55,6 +69,9 @@ log = logging.getLogger("agentstream.kafka")
 
 T = TypeVar("T")
 
+_HOLD_POLL_S = 0.05
+"""Longest wait of one consumer poll while paused without stopping the fetcher."""
+
 _LAG_QUERY_BUDGET_S = 3.0
 """Most time one lag() call spends asking the broker for watermarks (on the consumer thread)."""
 
@@ -75,6 +92,9 @@ class KafkaTransport:
         partitions: Partitions of topics this transport creates, unless the URL says otherwise.
         listener_timeout_s: Longest wait for the rebalance listener (keep it well below
             ``max.poll.interval.ms``).
+        fetch_pause_after_s: How long a pause only holds messages back before it stops
+            librdkafka's fetcher (see the module notes; keep it well below
+            ``max.poll.interval.ms``). Default: the URL's ``agentstream.fetch_pause_after_s``.
 
     Attributes:
         assignments: Rebalances that gave this member partitions.
@@ -88,10 +108,14 @@ class KafkaTransport:
         *,
         partitions: int = 8,
         listener_timeout_s: float = 120.0,
+        fetch_pause_after_s: float | None = None,
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings, partitions)
         self.listener_timeout_s = listener_timeout_s
+        self.fetch_pause_after_s = (
+            settings.fetch_pause_after_s if fetch_pause_after_s is None else fetch_pause_after_s
+        )
         self._sender = KafkaSender(settings)
         self._consumer: Consumer | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -100,9 +124,13 @@ class KafkaTransport:
         self._listener: RebalanceListener | None = None
         self._group: str | None = None
         self._fatal: KafkaError | None = None
-        self._lock = threading.Lock()  # guards _owned, _paused and _tracker across threads
+        # Guards _owned, _paused, _paused_at, _fetch_paused and _tracker across threads.
+        self._lock = threading.Lock()
         self._owned: list[TopicPartition] = []
         self._paused = False
+        self._paused_at = 0.0
+        self._fetch_paused = False  # librdkafka's pause is applied (the fetcher stopped)
+        self._held: list[KafkaMessage] = []  # taken while paused; consumer thread only
         self._tracker = OffsetTracker()
         self._cooperative = True
         self._closing = False
@@ -167,10 +195,39 @@ class KafkaTransport:
         assert consumer is not None
         if self._fatal is not None:
             raise TransportFatalError(f"kafka consumer: fatal error: {self._fatal}")
-        first = consumer.poll(timeout_s)
-        raw = [] if first is None else [first]
-        if first is not None and max_records > 1:
-            raw.extend(consumer.consume(max_records - 1, 0))
+        with self._lock:
+            paused, holding = self._paused, self._paused and not self._fetch_paused
+        if holding:
+            self._hold(consumer, max_records, timeout_s)
+            return []
+        raw: list[KafkaMessage] = []
+        if self._held and not paused:
+            raw, self._held = self._held[:max_records], self._held[max_records:]
+        if len(raw) < max_records:
+            first = consumer.poll(0 if raw else timeout_s)
+            if first is not None:
+                raw.append(first)
+                if len(raw) < max_records:
+                    raw.extend(consumer.consume(max_records - len(raw), 0))
+        return self._deliver(raw)
+
+    def _hold(self, consumer: Consumer, max_records: int, timeout_s: float) -> None:
+        """Paused, fetcher running: poll (callbacks, poll interval) but keep what comes back."""
+        m = consumer.poll(min(timeout_s, _HOLD_POLL_S))
+        if m is not None:
+            self._held.append(m)
+        with self._lock:
+            if not self._paused or self._fetch_paused:
+                return  # resumed meanwhile: the held messages go out with the next poll
+            lasted = time.monotonic() - self._paused_at
+            if lasted >= self.fetch_pause_after_s or len(self._held) >= max(max_records, 500):
+                self._fetch_paused = True
+                parts = _kafka_partitions(self._owned)
+                if parts:
+                    consumer.pause(parts)
+
+    def _deliver(self, raw: list[KafkaMessage]) -> list[Message]:
+        """Messages of owned partitions, each marked delivered in the offset tracker."""
         out: list[Message] = []
         with self._lock:
             owned = set(self._owned)
@@ -226,7 +283,7 @@ class KafkaTransport:
             self._owned.extend(tp for tp in parts if tp not in self._owned)
             # Under the lock, so a resume() between reading the flag and pausing cannot leave
             # a new partition paused for good.
-            if self._paused and partitions:
+            if self._fetch_paused and partitions:
                 consumer.pause(partitions)
         if parts:
             self.assignments += 1
@@ -244,6 +301,10 @@ class KafkaTransport:
         gone = set(parts)
         with self._lock:
             self._owned = [tp for tp in self._owned if tp not in gone]
+        # Held back and never handed out: the partition's next owner gets them.
+        self._held = [
+            m for m in self._held if TopicPartition(m.topic() or "", m.partition() or 0) not in gone
+        ]
         if parts and not self._closing:
             self.revocations += 1
             log.info("kafka: %s %s", "lost" if lost else "revoked", ", ".join(map(str, parts)))
@@ -262,26 +323,33 @@ class KafkaTransport:
             consumer.unassign()
 
     def pause(self) -> None:
-        """Stop fetching from every assigned partition; ``poll()`` keeps the membership alive."""
+        """Stop handing out messages; ``poll()`` keeps the membership alive.
+
+        The fetcher stops only if the pause lasts (see the module notes).
+        """
         with self._lock:  # pause/resume are local to librdkafka: quick, never blocking
-            self._paused = True
-            parts = _kafka_partitions(self._owned)
-            # Partitions assigned after this are paused by _on_assign, which reads _paused.
-            if self._consumer is not None and parts:
-                self._consumer.pause(parts)
+            if not self._paused:
+                self._paused, self._paused_at = True, time.monotonic()
 
     def resume(self) -> None:
-        """Fetch again from every assigned partition."""
+        """Hand out messages again (held ones first), fetching from every assigned partition."""
         with self._lock:
             self._paused = False
-            parts = _kafka_partitions(self._owned)
-            if self._consumer is not None and parts:
-                self._consumer.resume(parts)
+            if self._fetch_paused:
+                self._fetch_paused = False
+                parts = _kafka_partitions(self._owned)
+                if self._consumer is not None and parts:
+                    self._consumer.resume(parts)
 
     @property
     def paused(self) -> bool:
-        """Whether fetching is paused."""
+        """Whether delivery is paused."""
         return self._paused
+
+    @property
+    def fetch_stopped(self) -> bool:
+        """Whether the pause has lasted long enough to stop librdkafka's fetcher too."""
+        return self._fetch_paused
 
     def ack(self, message: Message) -> None:
         """Mark a delivered message durably done (committed with the next watermark)."""

@@ -15,7 +15,9 @@ this transport, not to librdkafka:
 * ``agentstream.partitions``: partitions of topics the transport creates (default: the
   runtime's ``partitions``);
 * ``agentstream.replication_factor``: their replication factor (default: the broker's);
-* ``agentstream.create_topics``: create missing topics on subscribe and produce (default true).
+* ``agentstream.create_topics``: create missing topics on subscribe and produce (default true);
+* ``agentstream.fetch_pause_after_s``: how long a pause only holds messages back before it
+  stops librdkafka's fetcher (default 5; see :mod:`agentstream.transports.kafka`).
 
 The transport's own defaults (cooperative-sticky assignment, manual commits, idempotent
 producer, reading a new group from the earliest offset) can be overridden the same way, except
@@ -87,6 +89,8 @@ class KafkaSettings:
         partitions: Partitions of topics this transport creates (None: the runtime default).
         replication_factor: Replication of created topics (-1: the broker's default).
         create_topics: Create missing topics on subscribe and produce.
+        fetch_pause_after_s: How long a pause keeps librdkafka fetching (holding messages
+            back) before it stops the fetcher.
     """
 
     bootstrap: str
@@ -97,6 +101,7 @@ class KafkaSettings:
     partitions: int | None = None
     replication_factor: int = -1
     create_topics: bool = True
+    fetch_pause_after_s: float = 5.0
 
     def client_id(self) -> str:
         """A client id naming this host and process (visible in broker logs and group tools)."""
@@ -166,6 +171,7 @@ def parse_kafka_url(url: str) -> KafkaSettings:
     partitions: int | None = None
     replication = -1
     create = True
+    fetch_pause_after_s = 5.0
     for name, value in parse_qsl(query, keep_blank_values=True):
         prefix, dot, setting = name.partition(".")
         if dot and prefix in scoped:
@@ -176,6 +182,8 @@ def parse_kafka_url(url: str) -> KafkaSettings:
             replication = int(value)
         elif name == "agentstream.create_topics":
             create = _flag(name, value)
+        elif name == "agentstream.fetch_pause_after_s":
+            fetch_pause_after_s = _seconds(name, value)
         elif prefix == "agentstream":
             raise ConfigurationError(f"{url!r}: unknown setting {name!r}")
         elif name in _CONSUMER_ONLY:
@@ -193,6 +201,7 @@ def parse_kafka_url(url: str) -> KafkaSettings:
         partitions=partitions,
         replication_factor=replication,
         create_topics=create,
+        fetch_pause_after_s=fetch_pause_after_s,
     )
 
 
@@ -204,3 +213,13 @@ def _positive(name: str, value: str) -> int:
     if n < 1:
         raise ConfigurationError(f"{name}={value!r}: expected a positive integer")
     return n
+
+
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise ConfigurationError(f"{name}={value!r}: expected seconds (a number >= 0)")
+    return seconds
