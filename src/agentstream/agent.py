@@ -120,6 +120,8 @@ class AgentSpec:
         version: Entity version function for stale-event detection.
         agent_version: Version of the agent's code and prompts, recorded in dead letters.
         model: Default model for ``ctx.llm``.
+        fallback_model: Model that answers this agent's calls while the model's circuit breaker
+            is open (None: calls wait for the provider); the journal records which one answered.
         prompt_version: Default prompt version recorded with decisions.
         max_payload_bytes: Larger payloads are poison.
         nondeterminism: Policy for fingerprint mismatches on resume.
@@ -144,6 +146,7 @@ class AgentSpec:
     version: Callable[[Any], Any] | None = None
     agent_version: str = "1"
     model: str = "sim-1"
+    fallback_model: str | None = None
     prompt_version: str | None = None
     max_payload_bytes: int = 1_048_576
     nondeterminism: NonDeterminismPolicy = NonDeterminismPolicy.DEAD_LETTER

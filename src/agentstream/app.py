@@ -28,6 +28,7 @@ from agentstream.formats.base import Decoder, Encoder
 from agentstream.formats.cloud_events import CloudEventsDecoder
 from agentstream.llm.admission import AdmissionControl
 from agentstream.llm.base import LLMProvider
+from agentstream.llm.breaker import CircuitBreaker
 from agentstream.llm.pricing import PriceTable
 from agentstream.middleware import Middleware, MiddlewareStack
 from agentstream.runtime.relay import OutboxRelay
@@ -80,6 +81,11 @@ class App:
             Default: an :class:`~agentstream.llm.admission.AdmissionControl` that learns limits
             from rate-limit headers, whenever ``llm`` is set. ``False`` turns it off: a 429
             then fails the event's attempt like any transient error.
+        breaker: Circuit breakers per model and provider endpoint, shared through the journal:
+            during a provider outage calls wait (no attempt spent, consumption paused) and one
+            probe per breaker finds out when the provider is back. Default: a
+            :class:`~agentstream.llm.breaker.CircuitBreaker` whenever ``llm`` is set; ``False``
+            turns it off (an outage then spends the events' attempts).
 
     Example::
 
@@ -100,6 +106,7 @@ class App:
         middleware: Sequence[Middleware] = (),
         config: RuntimeConfig | None = None,
         admission: AdmissionControl | bool | None = None,
+        breaker: CircuitBreaker | bool | None = None,
     ) -> None:
         if not name:
             raise ConfigurationError("App needs a name")
@@ -131,6 +138,17 @@ class App:
             # Last in the stack: its before_llm_call runs right before the call, after every
             # other middleware had its say, and its after_llm_call runs first.
             self.middleware.add(self.admission)
+        self.breaker: CircuitBreaker | None = self.middleware.find(CircuitBreaker)
+        if isinstance(breaker, CircuitBreaker) and self.breaker is None:
+            self.breaker = breaker
+            self.middleware.add(breaker)
+        elif breaker is None and self.breaker is None and llm is not None:
+            self.breaker = CircuitBreaker()
+            self.middleware.add(self.breaker)
+        elif breaker is False:
+            self.breaker = None
+        if self.breaker is not None:
+            self.breaker.bind(self.middleware)
         self.config = config or RuntimeConfig()
         self.agents: dict[str, AgentSpec] = {}
 
@@ -151,6 +169,7 @@ class App:
         version: Callable[[Any], Any] | None = None,
         agent_version: str = "1",
         model: str = "sim-1",
+        fallback_model: str | None = None,
         prompt_version: str | None = None,
         max_payload_bytes: int = 1_048_576,
         nondeterminism: NonDeterminismPolicy | str = NonDeterminismPolicy.DEAD_LETTER,
@@ -176,6 +195,8 @@ class App:
             version: Entity version function; older or equal versions are skipped as stale.
             agent_version: Version of the agent's code and prompts.
             model: Default model for ``ctx.llm``.
+            fallback_model: Model that answers while ``model``'s circuit breaker is open
+                (None: calls wait for the provider to come back).
             prompt_version: Default prompt version recorded with decisions.
             max_payload_bytes: Larger payloads are dead-lettered as poison.
             nondeterminism: Policy for fingerprint mismatches on resume.
@@ -208,6 +229,7 @@ class App:
                 version=version,
                 agent_version=agent_version,
                 model=model,
+                fallback_model=fallback_model,
                 prompt_version=prompt_version,
                 max_payload_bytes=max_payload_bytes,
                 nondeterminism=NonDeterminismPolicy(nondeterminism),
@@ -279,6 +301,8 @@ class App:
         await warn_about_shared_journal(store, [(s.name, self.group_of(s)) for s in specs])
         if self.admission is not None:
             await self.admission.start(store)
+        if self.breaker is not None:
+            await self.breaker.start(store)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         relay_transport = backends.transport()
         await relay_transport.start()
@@ -323,6 +347,8 @@ class App:
                 self._provider = None
             if self.admission is not None:
                 await self.admission.stop()
+            if self.breaker is not None:
+                await self.breaker.stop()
             await store.close()
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):

@@ -33,6 +33,7 @@ from agentstream.failures import (
 )
 from agentstream.journal.base import StepKind, StepRecord, StepStatus
 from agentstream.llm.base import LLMRequest, LLMResponse
+from agentstream.llm.breaker import CircuitBreaker
 from agentstream.llm.client import LLMClient
 from agentstream.llm.tokens import estimate_prompt_tokens
 from agentstream.llm.transcripts import compact_request
@@ -90,6 +91,8 @@ class Context:
         attempt: This processing attempt, from 1 (durable across restarts).
         llm: Journaled model calls (``await ctx.llm(...)``, ``ctx.llm.parse(...)``).
         rate_limit_waits: 429 answers absorbed by waiting during this delivery.
+        outage_waits: Provider failures absorbed by waiting (circuit breaker) during this
+            delivery.
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class Context:
         self.llm_calls_replayed = 0
         self.steps_replayed = 0
         self.rate_limit_waits = 0
+        self.outage_waits = 0
         self._rate_limit_retry = rate_limit_retry
         self._spent_calls = sum(1 for s in recorded if s.kind == StepKind.LLM)
         self._spent_tokens = sum(int(s.meta.get("total_tokens", 0)) for s in recorded)
@@ -353,6 +357,7 @@ class Context:
         """
         seq = self._seq
         provider = via or self._provider
+        answered: dict[int, str] = {}
 
         async def execute() -> Any:
             if provider is None:
@@ -361,7 +366,7 @@ class Context:
                 )
             estimate = estimate_prompt_tokens(chat_body(request))
             self._check_budget(estimate + (request.max_tokens or 0))
-            response = await self._call_provider(provider, request, seq, estimate)
+            response, answered[seq] = await self._call_provider(provider, request, seq, estimate)
             self.llm_calls += 1
             self._spent_calls += 1
             self._spent_tokens += response.usage.total_tokens
@@ -370,9 +375,11 @@ class Context:
 
         def meta_of(result: Any) -> dict[str, Any]:
             usage = result.get("usage") or {}
+            by = answered.get(seq, request.model)
             return {
-                "model": result.get("model") or request.model,
+                "model": result.get("model") or by,
                 "requested_model": request.model,
+                **({"fallback_model": by} if by != request.model else {}),
                 "prompt_version": prompt_version,
                 "temperature": request.temperature,
                 "max_tokens": request.max_tokens,
@@ -401,16 +408,31 @@ class Context:
 
     async def _call_provider(
         self, provider: LLMProvider, request: LLMRequest, seq: int, estimate: int
-    ) -> LLMResponse:
-        """One model call through the middleware; 429s absorbed by waiting when configured."""
+    ) -> tuple[LLMResponse, str]:
+        """One model call through the middleware; returns the answer and the model that gave it.
+
+        A provider outage (the circuit breaker, when the app has one) and 429s (when admission
+        control is configured) are absorbed by waiting and calling again, not as attempts.
+        """
         step_key = f"{self._spec.name}/{self.identity}/{seq}"
         retry = self._rate_limit_retry
+        breaker = self._mw.find(CircuitBreaker)
+        guard = (
+            breaker.call(self._spec.name, provider, request, self._spec.fallback_model)
+            if breaker is not None
+            else None
+        )
         waited = 0.0
         while True:
+            call = request
+            if guard is not None:
+                call = await guard.admit()
+                if guard.waited_s > 0.001:
+                    await self._rate_limit_wait(seq, request, "provider_outage", guard.waited_s)
             if self._mw.wants(Middleware.before_llm_call):
                 admitting = time.monotonic()
                 await self._mw.before_llm_call(
-                    LLMCallInput(self._spec.name, self.event, seq, request, estimate)
+                    LLMCallInput(self._spec.name, self.event, seq, call, estimate)
                 )
                 if retry is not None and time.monotonic() - admitting > 0.001:
                     await self._rate_limit_wait(
@@ -420,7 +442,7 @@ class Context:
             response: LLMResponse | None = None
             error: Exception | None = None
             try:
-                response = await provider.complete(request, step_key=step_key)
+                response = await provider.complete(call, step_key=step_key)
             except Exception as exc:
                 error = exc
             finally:
@@ -430,15 +452,22 @@ class Context:
                             self._spec.name,
                             self.event,
                             seq,
-                            request,
+                            call,
                             response,
                             error,
                             time.monotonic() - started,
                         )
                     )
+            outage_delay = await guard.record(response, error) if guard is not None else None
             if response is not None:
-                return response
+                return response, call.model
             assert error is not None
+            if outage_delay is not None:
+                self.outage_waits += 1
+                if outage_delay > 0:
+                    await self._rate_limit_wait(seq, request, "provider_outage", outage_delay)
+                    await asyncio.sleep(outage_delay)
+                continue
             if retry is None or not isinstance(error, RateLimitedError):
                 raise error
             delay = retry.delay(error)

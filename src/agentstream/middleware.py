@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from agentstream.event import Event, Headers, TopicPartition
@@ -154,6 +154,8 @@ class PollInput:
     paused: bool
     lag: Mapping[TopicPartition, int | None] | None = None
     """Uncommitted messages per owned partition, refreshed every ``lag_interval_s``."""
+    pause_causes: frozenset[str] = frozenset()
+    """Why consumption is paused: ``buffer_full``, ``llm_capacity``, ``provider_outage``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,9 @@ class RateLimitWaitInput:
 
     Attributes:
         reason: ``admission`` (waited for budget, a slot or rate-limit permits before the
-            call) or ``retry_after`` (answered 429, waiting to call again).
+            call), ``retry_after`` (answered 429, waiting to call again) or
+            ``provider_outage`` (the provider failed or its circuit breaker is open; the call
+            waits and is made again).
         delay_s: How long it waited.
     """
 
@@ -187,6 +191,21 @@ class RateLimitWaitInput:
     model: str
     reason: str
     delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChangeInput:
+    """A model's circuit breaker changed state (seen by this process).
+
+    Attributes:
+        breaker: ``ENDPOINT/MODEL``.
+        status: ``closed``, ``open`` or ``half_open``.
+        reason: The error that opened it (empty when closed).
+    """
+
+    breaker: str
+    status: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,12 +262,16 @@ class Middleware:
     async def on_rebalance(self, inp: RebalanceInput) -> None:
         """Partitions were assigned to or revoked from this worker."""
 
+    async def on_breaker_change(self, inp: BreakerChangeInput) -> None:
+        """A model's circuit breaker opened, went half-open or closed."""
+
     async def output_headers(self, inp: OutputsInput) -> Headers:
         """Headers to add to every output of the event (trace context, for example)."""
         return ()
 
 
 _Hook = Callable[[Middleware, Any], Awaitable[Any]]
+M = TypeVar("M", bound=Middleware)
 
 
 def _overrides(mw: Middleware, base: _Hook) -> bool:
@@ -270,6 +293,7 @@ _HOOKS: tuple[_Hook, ...] = (
     Middleware.on_poll,
     Middleware.on_rate_limit_wait,
     Middleware.on_rebalance,
+    Middleware.on_breaker_change,
     Middleware.output_headers,
 )
 
@@ -312,6 +336,10 @@ class MiddlewareStack:
     def items(self) -> list[Middleware]:
         """The middleware, in order."""
         return list(self._items)
+
+    def find(self, kind: type[M]) -> M | None:
+        """The first middleware of a type, if any."""
+        return next((m for m in self._items if isinstance(m, kind)), None)
 
     def _reindex(self) -> None:
         self._index = {hook: [m for m in self._items if _overrides(m, hook)] for hook in _HOOKS}
@@ -388,6 +416,11 @@ class MiddlewareStack:
         """Dispatch ``on_rate_limit_wait``."""
         for m in self._order(Middleware.on_rate_limit_wait, True):
             await m.on_rate_limit_wait(inp)
+
+    async def on_breaker_change(self, inp: BreakerChangeInput) -> None:
+        """Dispatch ``on_breaker_change``."""
+        for m in self._order(Middleware.on_breaker_change, True):
+            await m.on_breaker_change(inp)
 
     async def on_rebalance(self, inp: RebalanceInput) -> None:
         """Dispatch ``on_rebalance``."""

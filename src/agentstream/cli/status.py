@@ -1,15 +1,17 @@
 """``agentstream status``: events per state, dead letters, parked keys, lag and live metrics.
 
 From the journal: events per state, open dead letters by failure class, parked events, model
-calls, tokens and cost. From the broker: committed offset, end and lag per partition. From a
+calls, tokens and cost, and the model circuit breakers (open ones pause their agents). From
+the broker: committed offset, end and lag per partition. From a
 running worker's ``/metrics`` endpoint (``--metrics URL``): deliveries, duplicates, calls
 avoided, retries, rate-limit waits, divergences, in flight.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,7 +20,16 @@ from agentstream.backends import Backends
 from agentstream.cli._app import cli, console, load_app, run_async
 from agentstream.cli._inspect import urls
 from agentstream.event import TopicPartition
+from agentstream.llm.breaker_state import (
+    BreakerState,
+    BreakerStatus,
+    LocalBreakers,
+    breakers_for_store,
+)
 from agentstream.transports.lag import GroupInspector
+
+if TYPE_CHECKING:
+    from agentstream.journal.base import Store
 
 
 @cli.command()
@@ -61,6 +72,7 @@ async def _status(broker: str, store_url: str, groups: dict[str, tuple[str, list
         if not agents:
             counts = {"(all)": await store.counts()}
         open_letters = await store.dead_letters(status="dead", limit=None)
+        breakers = await _breakers(store)
     finally:
         await store.close()
     table = Table(title=f"journal {store_url}")
@@ -86,6 +98,8 @@ async def _status(broker: str, store_url: str, groups: dict[str, tuple[str, list
         for (agent, cls), n in sorted(by_class.items()):
             dlq.add_row(agent, cls, str(n))
         console.print(dlq)
+    if breakers:
+        _show_breakers(breakers)
     if not groups:
         return
     transport = backends.transport()
@@ -113,6 +127,44 @@ async def _status(broker: str, store_url: str, groups: dict[str, tuple[str, list
         await transport.close()
 
 
+async def _breakers(store: Store) -> dict[str, BreakerState]:
+    """The model circuit breakers shared through the journal (none before the first run)."""
+    shared = breakers_for_store(store)
+    if isinstance(shared, LocalBreakers):
+        return {}
+    try:
+        await shared.open()
+        try:
+            return await shared.all()
+        finally:
+            await shared.close()
+    except Exception as exc:  # an older journal, or no access to the table: status still shows
+        console.print(f"(model breakers unavailable: {exc})")
+        return {}
+
+
+def _show_breakers(breakers: dict[str, BreakerState]) -> None:
+    now = time.time()
+    table = Table(title="model circuit breakers (ENDPOINT/MODEL)")
+    for col in ("breaker", "state", "failures in a row", "open for", "why"):
+        table.add_column(col)
+    for name, b in breakers.items():
+        closed = b.status == BreakerStatus.CLOSED
+        table.add_row(
+            name,
+            str(b.status),
+            str(b.failures),
+            "-" if closed else f"{now - b.opened_at:.0f}s",
+            "" if closed else b.reason,
+        )
+    console.print(table)
+    if any(b.status != BreakerStatus.CLOSED for b in breakers.values()):
+        console.print(
+            "consumption is paused for agents whose model's breaker is open (calls wait for the "
+            "provider; no attempt is spent), unless they have a fallback model"
+        )
+
+
 _LIVE: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("deliveries", "agentstream_deliveries_total", {}),
     ("completed", "agentstream_deliveries_total", {"outcome": "completed"}),
@@ -128,6 +180,10 @@ _LIVE: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("rate-limit waits", "agentstream_rate_limit_waits_total", {}),
     ("divergences", "agentstream_divergences_total", {}),
     ("in flight", "agentstream_in_flight", {}),
+    ("paused: provider outage", "agentstream_paused_by", {"cause": "provider_outage"}),
+    ("paused: LLM capacity", "agentstream_paused_by", {"cause": "llm_capacity"}),
+    ("paused: buffer full", "agentstream_paused_by", {"cause": "buffer_full"}),
+    ("provider-outage waits (s)", "agentstream_provider_outage_wait_seconds_total", {}),
     ("consumer lag", "agentstream_consumer_lag", {}),
 )
 

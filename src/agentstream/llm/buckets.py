@@ -40,6 +40,7 @@ __all__ = [
     "Take",
     "buckets_for_store",
     "decide",
+    "journal_database",
 ]
 
 
@@ -324,24 +325,37 @@ class SqliteBuckets:
         await self.db.write(op)
 
 
+def journal_database(store: Store | None) -> SqliteDatabase | tuple[str, str] | None:
+    """Where state shared by a journal's workers can live, next to the journal.
+
+    Returns:
+        The SQLite journal's database, a PostgreSQL journal's ``(conninfo, schema)``, or None
+        for any other journal (or none).
+    """
+    from agentstream.journal.sqlite import SqliteStore
+
+    if isinstance(store, SqliteStore):
+        return store.db
+    try:
+        postgres = importlib.import_module("agentstream.journal.postgres")
+    except ImportError:  # PostgreSQL support not installed
+        return None
+    store_class: Any = getattr(postgres, "PostgresStore", None)
+    if store_class is not None and isinstance(store, store_class):
+        pg: Any = store
+        return str(pg.conninfo), str(pg.schema)
+    return None
+
+
 def buckets_for_store(store: Store | None) -> BucketStore:
     """The bucket store that shares limits through a journal's database.
 
     SQLite journals share through a table in the same file, PostgreSQL journals through a table
     in the same database; any other journal (or none) gets in-process buckets.
     """
-    from agentstream.journal.sqlite import SqliteStore
-
-    if isinstance(store, SqliteStore):
-        return SqliteBuckets(store.db)
-    try:
-        postgres = importlib.import_module("agentstream.journal.postgres")
-    except ImportError:  # PostgreSQL support not installed
-        return LocalBuckets()
-    store_class: Any = getattr(postgres, "PostgresStore", None)
-    if store_class is not None and isinstance(store, store_class):
+    where = journal_database(store)
+    if isinstance(where, tuple):
         from agentstream.llm.buckets_postgres import PostgresBuckets
 
-        pg: Any = store
-        return PostgresBuckets(pg.conninfo, schema=pg.schema)
-    return LocalBuckets()
+        return PostgresBuckets(where[0], schema=where[1])
+    return LocalBuckets() if where is None else SqliteBuckets(where)

@@ -99,6 +99,11 @@ class OpenAIProvider:
         """The SDK client."""
         return self._client
 
+    @property
+    def endpoint(self) -> str:
+        """The base URL calls go to (names the circuit breakers of its models)."""
+        return str(self._client.base_url).rstrip("/")
+
     async def complete(self, request: LLMRequest, *, step_key: str) -> LLMResponse:
         """Make one chat-completions call.
 

@@ -27,6 +27,11 @@ metric                                          from
 ``agentstream_rebalances_total{change}``        partitions assigned / revoked
 ``agentstream_in_flight`` / ``_buffered``       events running / queued or running
 ``agentstream_paused``                          1 while consumption is paused
+``agentstream_paused_by{cause}``                1 while paused for ``buffer_full``,
+                                                ``llm_capacity`` or ``provider_outage``
+``agentstream_llm_breaker_open{breaker}``       1 while a model's circuit breaker is open or
+                                                half-open (no agent label)
+``agentstream_provider_outage_wait_seconds_total`` time model calls waited for a provider
 ``agentstream_step_seconds{kind,replayed}``     step latency histogram
 ``agentstream_event_seconds{outcome}``          delivery latency histogram
 =============================================== ===========================================
@@ -43,6 +48,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from agentstream.failures import RateLimitedError
 from agentstream.middleware import (
+    BreakerChangeInput,
     DeadLetterInput,
     LLMCallOutput,
     Middleware,
@@ -160,6 +166,24 @@ class PrometheusMiddleware(Middleware):
         self.paused = Gauge(
             "agentstream_paused", "1 while consumption is paused.", ["agent"], registry=r
         )
+        self.paused_by = Gauge(
+            "agentstream_paused_by",
+            "1 while consumption is paused for this cause.",
+            ["agent", "cause"],
+            registry=r,
+        )
+        self.breaker_open = Gauge(
+            "agentstream_llm_breaker_open",
+            "1 while a model's circuit breaker (ENDPOINT/MODEL) is open or half-open.",
+            ["breaker"],
+            registry=r,
+        )
+        self.outage_seconds = Counter(
+            "agentstream_provider_outage_wait_seconds",
+            "Seconds model calls waited for a failing or unreachable provider.",
+            ["agent"],
+            registry=r,
+        )
         self.step_seconds = Histogram(
             "agentstream_step_seconds",
             "Latency of journaled steps.",
@@ -253,8 +277,15 @@ class PrometheusMiddleware(Middleware):
             self.rate_limit_seconds.labels(inp.agent).inc(inp.delay_s)
 
     async def on_rate_limit_wait(self, inp: RateLimitWaitInput) -> None:
-        """Time a model call waited for rate-limit capacity (admission or Retry-After)."""
-        self.rate_limit_seconds.labels(inp.agent).inc(inp.delay_s)
+        """Time a model call waited for rate-limit capacity or for a provider outage."""
+        if inp.reason == "provider_outage":
+            self.outage_seconds.labels(inp.agent).inc(inp.delay_s)
+        else:
+            self.rate_limit_seconds.labels(inp.agent).inc(inp.delay_s)
+
+    async def on_breaker_change(self, inp: BreakerChangeInput) -> None:
+        """A model's circuit breaker opened or closed."""
+        self.breaker_open.labels(inp.breaker).set(0 if inp.status == "closed" else 1)
 
     async def on_dead_letter(self, inp: DeadLetterInput) -> None:
         """Dead letters by class."""
@@ -269,6 +300,8 @@ class PrometheusMiddleware(Middleware):
         self.in_flight.labels(inp.agent).set(inp.in_flight)
         self.buffered.labels(inp.agent).set(inp.buffered)
         self.paused.labels(inp.agent).set(1 if inp.paused else 0)
+        for cause in ("buffer_full", "llm_capacity", "provider_outage"):
+            self.paused_by.labels(inp.agent, cause).set(1 if cause in inp.pause_causes else 0)
         if inp.lag is not None:
             for tp, value in inp.lag.items():
                 if value is not None:

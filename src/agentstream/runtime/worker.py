@@ -68,6 +68,13 @@ class ConsumptionGate(Protocol):
         ...
 
 
+def pause_reason(gate: ConsumptionGate, agent: str) -> str:
+    """Why a gate holds an agent's consumption, in words."""
+    explain = getattr(gate, "pause_reason", None)
+    reason = explain(agent) if callable(explain) else None
+    return str(reason) if reason else "LLM capacity or budget is spent"
+
+
 class AgentWorker:
     """Consumes one agent's source and processes its events.
 
@@ -120,6 +127,8 @@ class AgentWorker:
         )
         self.paused = False
         self.gate_pauses = 0
+        self.pause_reason = ""
+        self.pause_causes: frozenset[str] = frozenset()
         self._buffer_full = False
         self._gated = False
         self._gates = [m for m in middleware.items if isinstance(m, ConsumptionGate)]
@@ -255,6 +264,7 @@ class AgentWorker:
                         self.scheduler.in_flight,
                         self.paused,
                         lag,
+                        self.pause_causes,
                     )
                 )
             if not messages and self.paused:
@@ -277,15 +287,21 @@ class AgentWorker:
             self._buffer_full = True
         elif buffered <= low:
             self._buffer_full = False
-        gated = any(g.should_pause(self.spec.name) for g in self._gates)
+        holding = [g for g in self._gates if g.should_pause(self.spec.name)]
+        gated = bool(holding)
+        self.pause_causes = frozenset(
+            [*(getattr(g, "pause_cause", "llm_capacity") for g in holding)]
+            + (["buffer_full"] if self._buffer_full else [])
+        )
         if gated != self._gated:
             self._gated = gated
             if gated:
                 self.gate_pauses += 1
+            self.pause_reason = "; ".join(pause_reason(g, self.spec.name) for g in holding)
             log.info(
                 "agent %s: %s",
                 self.spec.name,
-                "consumption paused: LLM capacity or budget is spent"
+                f"consumption paused: {self.pause_reason}"
                 if gated
                 else "consumption resumed: LLM capacity is back",
             )
