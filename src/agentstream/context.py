@@ -1,8 +1,10 @@
 """The Context an agent runs with: journaled model calls, steps and effects.
 
-Every ``ctx.llm(...)``, ``ctx.step(...)`` and ``ctx.effect(...)`` is a journaled step keyed by
-``(agent, event identity, seq)``, where ``seq`` counts the calls the handler has made so far.
-A step whose record exists returns the recorded result; its request fingerprint must match the
+Every ``ctx.llm(...)``, ``ctx.step(...)`` and ``ctx.effect(...)`` is a journaled step of
+``(agent, event identity)`` identified by a stable key: its name and occurrence among the
+event's steps of that name, or an explicit ``key=`` (see :mod:`agentstream.steps`), so
+concurrent steps replay whatever order they finish in. A step whose record exists returns the
+recorded result; its request fingerprint must match the
 recorded one, or the agent's non-determinism policy decides. Results cross a JSON round trip on
 the live path too (validated back into the function's return annotation), so live and resumed
 executions see identical values.
@@ -48,6 +50,7 @@ from agentstream.middleware import (
     StepOutput,
 )
 from agentstream.outputs import Emitted, build_outputs
+from agentstream.steps import STEP_KEY, StepIndex
 
 if TYPE_CHECKING:
     from agentstream.journal.base import EventJournal
@@ -116,11 +119,10 @@ class Context:
         self._spec = spec
         self._store = store
         self._epoch = epoch
-        self._recorded = {s.seq: s for s in recorded}
+        self._steps = StepIndex(recorded)
         self._provider = provider
         self._mw = middleware
         self._clock = clock
-        self._seq = 0
         self._emitted: list[Emitted] = []
         self.issued_keys: list[str] = []
         self.mismatches: list[dict[str, Any]] = []
@@ -200,17 +202,29 @@ class Context:
         )
 
     async def step(
-        self, name: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any
+        self,
+        name: str,
+        fn: Callable[..., T | Awaitable[T]],
+        *args: Any,
+        key: str | None = None,
+        **kwargs: Any,
     ) -> T:
         """Run ``fn(*args, **kwargs)`` once per event; later attempts get the recorded result.
 
         ``fn`` may be sync or async; its result must be JSON-able (pydantic models included)
-        and is validated back into ``fn``'s return annotation.
+        and is validated back into ``fn``'s return annotation. ``key`` names this call among
+        the event's steps of ``name`` (a tool call id, say); by default it is the call's
+        occurrence of ``name``.
         """
         request = {"args": to_jsonable(args), "kwargs": to_jsonable(kwargs)}
         adapter = return_adapter(fn)
         value = await self._journaled(
-            StepKind.STEP, name, request, lambda: call_maybe_async(fn, *args, **kwargs), meta={}
+            StepKind.STEP,
+            name,
+            request,
+            lambda _seq: call_maybe_async(fn, *args, **kwargs),
+            meta={},
+            key=key,
         )
         return value if adapter is None else adapter.validate_python(value)  # type: ignore[no-any-return]
 
@@ -221,6 +235,7 @@ class Context:
         *args: Any,
         reconcile: Callable[[str], Any] | None = None,
         idempotent: bool = False,
+        key: str | None = None,
         **kwargs: Any,
     ) -> T:
         """Perform a side effect exactly once per event, through the intent ledger.
@@ -234,6 +249,8 @@ class Context:
                 happened, else None; consulted when a previous attempt died mid-effect.
             idempotent: ``fn`` is safe to call again with the same key (the downstream API
                 deduplicates), so an unfinished intent is simply retried.
+            key: Names this call among the event's effects of ``name`` (a tool call id, say);
+                default: its occurrence of ``name``.
             **kwargs: Keyword arguments for ``fn``.
 
         Raises:
@@ -246,11 +263,9 @@ class Context:
             self.issued_keys.append(idem_key)
         request = {"args": to_jsonable(args), "kwargs": to_jsonable(kwargs)}
         adapter = return_adapter(fn)
-        seq = self._seq
-        self._seq += 1
         fp = fingerprint("effect", name, request)
+        seq, rec = self._place(StepKind.EFFECT, name, fp, key)
         started = time.monotonic()
-        rec = self._recorded.get(seq)
         replayed = False
         if rec is not None and (
             rec.kind != StepKind.EFFECT or rec.name != name or rec.fingerprint != fp
@@ -288,7 +303,7 @@ class Context:
                         result, reconciled = to_jsonable(found), True
                 elif not idempotent:
                     rec.status = StepStatus.UNKNOWN
-                    await self._store.write_step(self._spec.name, self.identity, self._epoch, rec)
+                    await self._write(rec)
                     raise EffectOutcomeUnknown(
                         f"effect {name!r} (key {idem_key}) was started by an earlier attempt and "
                         "its outcome was never recorded; without reconcile= or idempotent=True "
@@ -305,7 +320,7 @@ class Context:
                     idempotency_key=idem_key,
                     started_at=self._clock(),
                 )
-                await self._store.write_step(self._spec.name, self.identity, self._epoch, intent)
+                await self._write(intent)
                 result = to_jsonable(await call_maybe_async(fn, *args, **kwargs))
             done = StepRecord(
                 seq=seq,
@@ -320,14 +335,14 @@ class Context:
                 started_at=rec.started_at if rec is not None else self._clock(),
                 finished_at=self._clock(),
             )
-            await self._store.write_step(self._spec.name, self.identity, self._epoch, done)
+            await self._write(done)
         await self._after_step(seq, StepKind.EFFECT, name, replayed, started)
         return result if adapter is None else adapter.validate_python(result)  # type: ignore[no-any-return]
 
     async def now(self) -> float:
         """Wall-clock seconds, recorded once per event (replay-safe)."""
         value: float = await self._journaled(
-            StepKind.STEP, "now", None, lambda: call_maybe_async(time.time), meta={}
+            StepKind.STEP, "now", None, lambda _seq: call_maybe_async(time.time), meta={}
         )
         return value
 
@@ -337,7 +352,7 @@ class Context:
             StepKind.STEP,
             "uuid",
             None,
-            lambda: call_maybe_async(lambda: str(uuid.uuid4())),
+            lambda _seq: call_maybe_async(lambda: str(uuid.uuid4())),
             meta={},
         )
         return value
@@ -355,11 +370,10 @@ class Context:
         ``via`` makes the call through another provider than the app's (the transport's
         upstream); everything else (journal, budgets, admission, middleware) is the same.
         """
-        seq = self._seq
         provider = via or self._provider
         answered: dict[int, str] = {}
 
-        async def execute() -> Any:
+        async def execute(seq: int) -> Any:
             if provider is None:
                 raise RuntimeError(
                     f"agent {self._spec.name!r} called ctx.llm but the app has no LLM provider"
@@ -502,17 +516,16 @@ class Context:
         kind: StepKind,
         name: str,
         request: Any,
-        execute: Callable[[], Awaitable[Any]],
+        execute: Callable[[int], Awaitable[Any]],
         *,
         meta: dict[str, Any] | Callable[[Any], dict[str, Any]],
         fp: str | None = None,
         blobs: dict[str, str] | None = None,
+        key: str | None = None,
     ) -> Any:
-        seq = self._seq
-        self._seq += 1
         fp = fp or fingerprint(str(kind), name, request)
+        seq, rec = self._place(kind, name, fp, key)
         started = time.monotonic()
-        rec = self._recorded.get(seq)
         if rec is not None:
             if rec.kind != kind or rec.name != name or rec.fingerprint != fp:
                 policy = await self._report_mismatch(seq, name, rec, fp)
@@ -537,7 +550,7 @@ class Context:
         elif self._answers is not None:
             return await self._answered(seq, kind, name, request, fp, meta, started, execute, blobs)
         at = self._clock()
-        result = to_jsonable(await execute())
+        result = to_jsonable(await execute(seq))
         record = StepRecord(
             seq=seq,
             kind=kind,
@@ -552,7 +565,7 @@ class Context:
         )
         if blobs:
             await self._store.put_blobs(blobs)
-        await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
+        await self._write(record)
         await self._after_step(seq, kind, name, False, started)
         return result
 
@@ -579,7 +592,7 @@ class Context:
             started_at=self._clock(),
             finished_at=self._clock(),
         )
-        await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
+        await self._write(record)
         if found is not None:
             self.steps_replayed += 1
         await self._after_step(seq, StepKind.EFFECT, name, True, started)
@@ -594,7 +607,7 @@ class Context:
         fp: str,
         meta: dict[str, Any] | Callable[[Any], dict[str, Any]],
         started: float,
-        execute: Callable[[], Awaitable[Any]],
+        execute: Callable[[int], Awaitable[Any]],
         blobs: dict[str, str] | None = None,
     ) -> Any:
         """Replay: a step with no record at its position, answered or executed per policy."""
@@ -612,7 +625,7 @@ class Context:
             self.steps_replayed += 1
             self.llm_calls_replayed += kind == StepKind.LLM
         else:
-            result = to_jsonable(await execute())
+            result = to_jsonable(await execute(seq))
             step_meta = meta(result) if callable(meta) else meta
         record = StepRecord(
             seq=seq,
@@ -628,9 +641,22 @@ class Context:
         )
         if blobs:
             await self._store.put_blobs(blobs)
-        await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
+        await self._write(record)
         await self._after_step(seq, kind, name, found is not None, started)
         return result
+
+    def _place(
+        self, kind: StepKind, name: str, fp: str, key: str | None
+    ) -> tuple[int, StepRecord | None]:
+        placed = self._steps.place(kind, name, fp, key)
+        return placed.seq, placed.record
+
+    async def _write(self, record: StepRecord) -> None:
+        """Journal a step, with its key in ``meta``."""
+        key = self._steps.key_to_store(record.seq, record.name)
+        if key is not None and record.meta.get(STEP_KEY) != key:
+            record.meta = {**record.meta, STEP_KEY: key}
+        await self._store.write_step(self._spec.name, self.identity, self._epoch, record)
 
     async def _report_mismatch(
         self, seq: int, name: str, rec: StepRecord, fp: str
