@@ -21,7 +21,7 @@ from typing import Any
 
 from agentstream.config import RuntimeConfig
 from agentstream.failures import ConfigurationError
-from agentstream.journal.base import Store
+from agentstream.journal.store import Store
 from agentstream.sqlite_db import SqliteDatabase
 from agentstream.transports.base import Transport
 

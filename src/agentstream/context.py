@@ -33,12 +33,12 @@ from agentstream.failures import (
     RateLimitedError,
     StepNotRecorded,
 )
-from agentstream.journal.base import StepKind, StepRecord, StepStatus
+from agentstream.journal.blobs import compact_request
+from agentstream.journal.records import StepKind, StepRecord, StepStatus
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.breaker import CircuitBreaker
 from agentstream.llm.client import LLMClient
 from agentstream.llm.tokens import estimate_prompt_tokens
-from agentstream.llm.transcripts import compact_request
 from agentstream.llm.wire import chat_body
 from agentstream.middleware import (
     LLMCallInput,
@@ -53,7 +53,7 @@ from agentstream.outputs import Emitted, build_outputs
 from agentstream.steps import STEP_KEY, StepIndex
 
 if TYPE_CHECKING:
-    from agentstream.journal.base import EventJournal
+    from agentstream.journal.store import EventJournal
     from agentstream.llm.admission import RateLimitRetry
     from agentstream.llm.base import LLMProvider
 

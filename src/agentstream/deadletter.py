@@ -22,7 +22,7 @@ from typing import Any
 from agentstream.agent import AgentSpec
 from agentstream.event import Event, Headers, OutgoingRecord
 from agentstream.failures import NonDeterminismError
-from agentstream.journal.base import FailureRecord, StepKind, StepRecord, StepStatus
+from agentstream.journal.records import FailureRecord, StepKind, StepRecord, StepStatus
 
 DLQ_HEADER_PREFIX = "agentstream-dlq-"
 

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agentstream.event import OutgoingRecord
-from agentstream.journal.base import DeadLetterRecord, DeadLetterStatus, RedriveMode, Store
+from agentstream.journal.records import DeadLetterRecord, DeadLetterStatus, RedriveMode
+from agentstream.journal.store import Store
 from agentstream.runtime.intake import IDENTITY_OVERRIDE_HEADER
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from agentstream.journal.base import Store
+from agentstream.journal.store import Store
 
 log = logging.getLogger("agentstream.startup")
 

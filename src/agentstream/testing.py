@@ -23,7 +23,7 @@ from agentstream.app import App
 from agentstream.backends import Backends, scheme_of, sqlite_path
 from agentstream.codec import encode_value
 from agentstream.event import Message, OutgoingRecord, headers_from_mapping
-from agentstream.journal.base import StepRecord
+from agentstream.journal.records import StepRecord
 from agentstream.runtime.executor import Executor
 from agentstream.runtime.intake import interpret
 from agentstream.runtime.worker import AgentWorker

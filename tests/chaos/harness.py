@@ -33,7 +33,7 @@ from typing import Any
 
 from agentstream.backends import Backends
 from agentstream.event import OutgoingRecord
-from agentstream.journal.base import EventState, StepKind
+from agentstream.journal import EventState, StepKind
 from agentstream.llm.simulator import CallLog
 from tests.chaos.world import read_world
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agentstream.backends import Backends
 from agentstream.event import OutgoingRecord
-from agentstream.journal.base import EventRecord, EventState
+from agentstream.journal import EventRecord, EventState
 from tests.chaos.world import read_world
 
 REPO = Path(__file__).resolve().parents[2]

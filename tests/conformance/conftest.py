@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from agentstream.journal.base import Store
+from agentstream.journal import Store
 from agentstream.journal.postgres import PostgresStore
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.transports.base import Transport

@@ -9,7 +9,7 @@ import pytest
 
 from agentstream.event import Message, OutgoingRecord
 from agentstream.failures import FencedError
-from agentstream.journal.base import (
+from agentstream.journal import (
     ClaimStatus,
     Completion,
     EventMeta,

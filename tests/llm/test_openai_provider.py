@@ -14,7 +14,7 @@ from agentstream.failures import (
     ProviderUnavailable,
     RateLimitedError,
 )
-from agentstream.journal.base import StepKind
+from agentstream.journal import StepKind
 from agentstream.llm.base import LLMRequest
 from agentstream.llm.openai_provider import OpenAIProvider, idempotency_key
 from agentstream.testing import AppHarness

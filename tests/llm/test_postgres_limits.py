@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from agentstream.journal import postgres_blobs
+from agentstream.journal.postgres import blobs as postgres_blobs
 from agentstream.llm.buckets import BucketSpec, Take
 from agentstream.llm.buckets_postgres import PostgresBuckets
 from tests.services import postgres_dsn, unavailable

@@ -7,15 +7,15 @@ import sqlite3
 
 from agentstream import Context, Retry
 from agentstream.codec import fingerprint
-from agentstream.journal.base import StepKind
-from agentstream.llm.base import LLMRequest
-from agentstream.llm.transcripts import (
+from agentstream.journal import StepKind
+from agentstream.journal.blobs import (
     BLOB_REF,
     compact_request,
     expand_request,
     expand_steps,
     refs_in,
 )
+from agentstream.llm.base import LLMRequest
 from agentstream.testing import AppHarness
 from tests.llm.conftest import open_store
 

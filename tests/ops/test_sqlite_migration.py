@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from agentstream.journal.base import EventState
+from agentstream.journal import EventState
 from agentstream.journal.sqlite import SqliteStore
 
 V1_EVENTS = """

@@ -11,7 +11,7 @@ import pytest
 
 from agentstream.event import OutgoingRecord
 from agentstream.failures import FencedError
-from agentstream.journal.base import (
+from agentstream.journal import (
     ClaimStatus,
     Completion,
     EventMeta,

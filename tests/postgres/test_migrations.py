@@ -10,9 +10,9 @@ from psycopg import sql
 
 from agentstream.backends import Backends
 from agentstream.failures import ConfigurationError
-from agentstream.journal.base import ShadowRun
+from agentstream.journal import ShadowRun
 from agentstream.journal.postgres import PostgresStore, from_url
-from agentstream.journal.postgres_schema import MIGRATIONS
+from agentstream.journal.postgres.schema import MIGRATIONS
 from tests.services import postgres_dsn
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agentstream import Context, FailureClass, Retry
-from agentstream.journal.base import StepStatus
+from agentstream.journal import StepStatus
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.testing import AppHarness
 from tests.runtime.helpers import Outcomes, Ticket, make_app

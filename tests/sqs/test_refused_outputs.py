@@ -9,7 +9,7 @@ from pathlib import Path
 
 import agentstream
 from agentstream.event import OutgoingRecord
-from agentstream.journal.base import Completion
+from agentstream.journal import Completion
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.testing import AppHarness

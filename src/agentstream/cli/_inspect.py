@@ -21,7 +21,8 @@ from rich.text import Text
 from agentstream.backends import DEFAULT_URL, Backends
 from agentstream.event import text_of
 from agentstream.failures import ConfigurationError
-from agentstream.journal.base import EventRecord, OutboxRow, StepKind, StepRecord, Store
+from agentstream.journal.records import EventRecord, OutboxRow, StepKind, StepRecord
+from agentstream.journal.store import Store
 
 StoreOption = Annotated[
     str | None, typer.Option("--store", envvar="AGENTSTREAM_STORE", help="Journal URL.")

@@ -26,8 +26,9 @@ from agentstream.cli._inspect import (
     urls,
     usage_of,
 )
-from agentstream.journal.base import DeadLetterRecord, RedriveMode, Store
-from agentstream.llm.transcripts import expand_steps
+from agentstream.journal.blobs import expand_steps
+from agentstream.journal.records import DeadLetterRecord, RedriveMode
+from agentstream.journal.store import Store
 from agentstream.redrive import RedriveResult, discard, redrive
 from agentstream.runtime.relay import OutboxRelay
 

@@ -26,8 +26,8 @@ from agentstream.cli._inspect import (
     urls,
     usage_of,
 )
-from agentstream.journal.base import EventRecord, EventState
-from agentstream.llm.transcripts import expand_steps
+from agentstream.journal.blobs import expand_steps
+from agentstream.journal.records import EventRecord, EventState
 from agentstream.replay.history import export_history, import_history
 
 journal = typer.Typer(help="Inspect events in the journal.", no_args_is_help=True)

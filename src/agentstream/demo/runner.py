@@ -21,7 +21,7 @@ from agentstream.backends import Backends
 from agentstream.codec import encode_value
 from agentstream.demo.scenario import Ledger, Ticket, make_stream
 from agentstream.event import OutgoingRecord
-from agentstream.journal.base import Store
+from agentstream.journal.store import Store
 from agentstream.llm.sim_server import SimulatorServer
 from agentstream.llm.simulator import CallLog, SimulatorConfig
 

@@ -1,4 +1,4 @@
-"""Read queries both SQL journals share: filters, column lists and row mapping.
+"""Queries both SQL journals share: filters, and the statements written the same for both.
 
 The SQLite and PostgreSQL journals have the same tables and columns; only the table names
 (PostgreSQL prefixes its schema) and the parameter markers differ. Builders here take the table
@@ -9,25 +9,14 @@ write ``?`` markers, which the PostgreSQL store turns into ``%s`` (no query here
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from agentstream.event import Message, decode_headers, encode_headers
-from agentstream.journal.base import (
-    BLOCKING_STATUSES,
-    DeadLetterRecord,
-    EventState,
-    ParkedRecord,
-)
+from agentstream.journal.lifecycle import BLOCKING_STATUSES, sql_list
+from agentstream.journal.records import EventState
+from agentstream.journal.rows import DLQ_COLUMNS, PARKED_COLUMNS
 
-OUTBOX_COLUMNS = "id, agent, event_id, seq, topic, key, value, headers, dedupe_id, published_at"
-DLQ_COLUMNS = "id, agent, event_id, failure_class, event_key, created_at, status, envelope"
-PARKED_COLUMNS = (
-    'id, agent, event_id, event_key, topic, partition, "offset", timestamp_ms, key, value, '
-    "headers, created_at"
-)
-BLOCKING = "(" + ", ".join(f"'{s}'" for s in BLOCKING_STATUSES) + ")"
+BLOCKING = sql_list(BLOCKING_STATUSES)
 """The dead-letter statuses that hold a key's later events back, as an SQL list."""
 
 Query = tuple[str, tuple[Any, ...]]
@@ -153,45 +142,19 @@ def claimable_outbox(prefix: str, columns: str) -> str:
     )
 
 
-def dead_letter_from_row(r: Sequence[Any]) -> DeadLetterRecord:
-    """A dead letter from a row of :data:`DLQ_COLUMNS`."""
-    return DeadLetterRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]))
-
-
-def parked_values(
-    agent: str, event_id: str, key: str, message: Message, now: float
-) -> tuple[Any, ...]:
-    """The values of a new parked row: :data:`PARKED_COLUMNS` without ``id``."""
+def blocker_query(prefix: str) -> str:
+    """The event whose open dead letter blocks a key (parameters: agent, key)."""
     return (
-        agent,
-        event_id,
-        key,
-        message.topic,
-        message.partition,
-        message.offset,
-        message.timestamp_ms,
-        message.key,
-        message.value,
-        encode_headers(message.headers),
-        now,
+        f"SELECT event_id FROM {prefix}as_dead_letters WHERE agent = ? AND event_key = ? "
+        f"AND status IN {BLOCKING} ORDER BY id LIMIT 1"
     )
 
 
-def parked_from_row(r: Sequence[Any]) -> ParkedRecord:
-    """A parked event from a row of :data:`PARKED_COLUMNS`."""
-    return ParkedRecord(
-        id=r[0],
-        agent=r[1],
-        event_id=r[2],
-        key=r[3],
-        message=Message(
-            topic=r[4],
-            partition=r[5],
-            offset=r[6],
-            key=r[8],
-            value=r[9],
-            headers=decode_headers(r[10]),
-            timestamp_ms=r[7],
-        ),
-        created_at=r[11],
-    )
+def parked_event_query(prefix: str) -> str:
+    """Whether an event is parked (parameters: agent, event_id)."""
+    return f"SELECT 1 FROM {prefix}as_parked WHERE agent = ? AND event_id = ?"
+
+
+def parked_key_query(prefix: str) -> str:
+    """Whether a key has parked events (parameters: agent, key)."""
+    return f"SELECT 1 FROM {prefix}as_parked WHERE agent = ? AND event_key = ? LIMIT 1"

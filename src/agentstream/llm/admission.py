@@ -44,7 +44,7 @@ from agentstream.llm.pricing import PriceTable
 from agentstream.middleware import LLMCallInput, LLMCallOutput, Middleware
 
 if TYPE_CHECKING:
-    from agentstream.journal.base import Store
+    from agentstream.journal.store import Store
 
 __all__ = [
     "AdmissionControl",

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from agentstream.journal.base import Store
+    from agentstream.journal.store import Store
     from agentstream.sqlite_db import SqliteDatabase
 
 __all__ = [

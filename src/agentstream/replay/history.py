@@ -2,7 +2,7 @@
 
 ``export_history`` writes each completed event of an agent (its source message, steps, result
 and outputs) as one JSON line; ``import_history`` loads such a file into any journal through
-the :class:`~agentstream.journal.base.Store` protocol (claim, steps, completion), so a checked-in
+the :class:`~agentstream.journal.store.Store` protocol (claim, steps, completion), so a checked-in
 history can be replayed against the current code of an example on every run: a change that
 alters a recorded decision fails the replay.
 """
@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from agentstream.event import Message, OutgoingRecord
-from agentstream.journal.base import (
+from agentstream.journal.blobs import expand_steps
+from agentstream.journal.records import (
     Completion,
     EventMeta,
     EventState,
     StepKind,
     StepRecord,
     StepStatus,
-    Store,
 )
-from agentstream.llm.transcripts import expand_steps
+from agentstream.journal.store import Store
 
 
 def _b64(raw: bytes | None) -> str | None:

@@ -1,6 +1,6 @@
 """What replay puts in place of the live journal and the model: recorded answers.
 
-:class:`ReplayJournal` is an :class:`~agentstream.journal.base.EventJournal` for one replayed
+:class:`ReplayJournal` is an :class:`~agentstream.journal.store.EventJournal` for one replayed
 event. Its claim hands the live executor the recorded steps (recorded mode) or none (shadow
 mode), and every write the executor and context make (steps, completion, failures, dead
 letter) lands in memory, where the replay reads the outcome. Nothing reaches the live journal.
@@ -20,7 +20,7 @@ from typing import Any
 
 from agentstream.event import Message, OutgoingRecord
 from agentstream.failures import FencedError, StepNotRecorded
-from agentstream.journal.base import (
+from agentstream.journal.records import (
     Claim,
     ClaimStatus,
     Completion,

@@ -28,14 +28,8 @@ from agentstream.agent import AgentSpec
 from agentstream.app import App
 from agentstream.codec import to_jsonable
 from agentstream.event import Event, OutgoingRecord
-from agentstream.journal.base import (
-    EventRecord,
-    ShadowResult,
-    ShadowRun,
-    StepKind,
-    StepRecord,
-    Store,
-)
+from agentstream.journal.records import EventRecord, ShadowResult, ShadowRun, StepKind, StepRecord
+from agentstream.journal.store import Store
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import Middleware, MiddlewareStack, ProcessOutcome
 from agentstream.replay.journal import JournalAnswers, NothingRecorded, ReplayJournal

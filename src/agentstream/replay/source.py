@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from agentstream.agent import AgentSpec
 from agentstream.event import Event
-from agentstream.journal.base import EventRecord, EventState, Store
+from agentstream.journal.records import EventRecord, EventState
+from agentstream.journal.store import Store
 from agentstream.runtime.intake import interpret
 
 

@@ -13,7 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from agentstream.journal.base import Claim, Completion, EventJournal, EventMeta
+from agentstream.journal.records import Claim, Completion, EventMeta
+from agentstream.journal.store import EventJournal
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")

@@ -41,18 +41,18 @@ from agentstream.failures import (
     classify,
     retry_after_hint,
 )
-from agentstream.journal.base import (
+from agentstream.journal.blobs import expand_steps
+from agentstream.journal.records import (
     Claim,
     ClaimStatus,
     Completion,
-    EventJournal,
     EventMeta,
     FailureRecord,
     StepKind,
     StepRecord,
 )
+from agentstream.journal.store import EventJournal
 from agentstream.llm.base import LLMProvider
-from agentstream.llm.transcripts import expand_steps
 from agentstream.middleware import (
     CompletedInput,
     DeadLetterInput,

@@ -27,7 +27,8 @@ import logging
 import time
 from collections.abc import Sequence
 
-from agentstream.journal.base import OutboxRow, Store
+from agentstream.journal.records import OutboxRow
+from agentstream.journal.store import Store
 from agentstream.transports.base import PartialPublishError, Transport
 
 log = logging.getLogger("agentstream.relay")

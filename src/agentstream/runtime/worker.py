@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from agentstream.agent import AgentSpec, Ordering
 from agentstream.config import RuntimeConfig
 from agentstream.event import WEAK_IDENTITY_SOURCES, Event, TopicPartition
-from agentstream.journal.base import Store
+from agentstream.journal.store import Store
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import (
     Middleware,

@@ -1,8 +1,8 @@
 """Operations on the PostgreSQL journal: redrive, discard, key parking, retention, shadow runs.
 
-Kept apart from :mod:`agentstream.journal.postgres` (the hot path: claims, steps, completion)
+Kept apart from :mod:`agentstream.journal.postgres.store` (the hot path: claims, steps, completion)
 as a base class of :class:`~agentstream.journal.postgres.PostgresStore`; see
-:class:`~agentstream.journal.base.Store` for the contract of each method.
+:class:`~agentstream.journal.store.Store` for the contract of each method.
 
 Parking must be atomic with respect to redrive, discard, dead-lettering and other parks of the
 same key. SQLite gets that from its single writer; here each of them takes a
@@ -11,35 +11,29 @@ transaction-scoped advisory lock on ``(schema, agent, key)`` first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from agentstream.event import Message, OutgoingRecord
-from agentstream.journal import postgres_blobs
-from agentstream.journal.base import (
-    EventState,
-    ParkedRecord,
-    RedriveMode,
-    ShadowResult,
-    ShadowRun,
-)
-from agentstream.journal.postgres_db import Conn
-from agentstream.journal.postgres_reads import PostgresReads
-from agentstream.journal.postgres_rows import INSERT_OUTBOX, outbox_arrays, pg_where
+from agentstream.event import Message
+from agentstream.journal import lifecycle
+from agentstream.journal.postgres.blobs import prune_blobs
+from agentstream.journal.postgres.database import Conn, PostgresDatabase
+from agentstream.journal.postgres.statements import INSERT_OUTBOX, outbox_arrays, pg_where
 from agentstream.journal.queries import (
     BLOCKING,
-    PARKED_COLUMNS,
-    parked_from_row,
-    parked_query,
-    parked_values,
+    blocker_query,
+    parked_event_query,
+    parked_key_query,
 )
-from agentstream.journal.sqlite_ops import dumps
+from agentstream.journal.records import ShadowResult, ShadowRun
+from agentstream.journal.rows import PARKED_COLUMNS, dumps, parked_values, shadow_run_values
+from agentstream.journal.sql import RedriveWrite
 
 __all__ = ["PostgresOperations"]
 
 _PRUNE_EVENTS = f"""
 WITH doomed AS MATERIALIZED (
     SELECT agent, event_id FROM {{s}}.as_events e
-    WHERE state = 'completed' AND completed_at < %(before)s
+    WHERE state = '{lifecycle.PRUNABLE}' AND completed_at < %(before)s
     AND NOT EXISTS (SELECT 1 FROM {{s}}.as_outbox o WHERE o.agent = e.agent
         AND o.event_id = e.event_id AND o.published_at IS NULL)
     AND NOT EXISTS (SELECT 1 FROM {{s}}.as_dead_letters d WHERE d.agent = e.agent
@@ -60,8 +54,8 @@ SELECT (SELECT COUNT(*) FROM steps), (SELECT COUNT(*) FROM failures),
 """Delete finished events and their history in one statement (one snapshot)."""
 
 
-class PostgresOperations(PostgresReads):
-    """Operator-facing journal operations and blobs of the PostgreSQL store."""
+class PostgresOperations(PostgresDatabase):
+    """Operator-facing journal operations of the PostgreSQL store (a base class of it)."""
 
     async def lock_key(self, conn: Conn, agent: str, key: str | None) -> None:
         """Hold the parking lock of ``agent``'s ``key`` until the transaction ends."""
@@ -71,27 +65,13 @@ class PostgresOperations(PostgresReads):
                 (f"agentstream.key:{self.schema}:{agent}:{key}",),
             )
 
-    async def _blocker(self, conn: Conn, agent: str, key: str) -> str | None:
-        cur = await conn.execute(
-            self.q(
-                "SELECT event_id FROM {s}.as_dead_letters WHERE agent = %s AND event_key = %s "
-                f"AND status IN {BLOCKING} ORDER BY id LIMIT 1"
-            ),
-            (agent, key),
-        )
-        row = await cur.fetchone()
-        return None if row is None else str(row[0])
+    async def _exists(self, conn: Conn, sql: str, args: tuple[str, ...]) -> bool:
+        cur = await conn.execute(self.q(pg_where(sql)), args)
+        return await cur.fetchone() is not None
 
-    async def redrive(
-        self,
-        agent: str,
-        event_id: str,
-        *,
-        mode: RedriveMode,
-        republish: Sequence[OutgoingRecord] = (),
-    ) -> bool:
-        """Reset a dead event and queue its re-publication, atomically."""
-        now = self._clock()
+    async def reset_dead(self, write: RedriveWrite) -> bool:
+        """Reset a dead event and queue its re-publication, in one transaction."""
+        agent, event_id, now, republish = write.agent, write.event_id, write.now, write.republish
 
         async def op(conn: Conn) -> bool:
             async with conn.transaction():
@@ -102,13 +82,13 @@ class PostgresOperations(PostgresReads):
                         "updated_at = %s WHERE agent = %s AND event_id = %s AND state = %s "
                         "RETURNING event_key"
                     ),
-                    (now, agent, event_id, str(EventState.DEAD)),
+                    (now, agent, event_id, str(lifecycle.REDRIVABLE)),
                 )
                 row = await cur.fetchone()
                 if row is None:
                     return False
                 await self.lock_key(conn, agent, row[0])
-                if mode == RedriveMode.FRESH:
+                if write.forget_steps:
                     await conn.execute(
                         self.q("DELETE FROM {s}.as_steps WHERE agent = %s AND event_id = %s"),
                         (agent, event_id),
@@ -154,14 +134,6 @@ class PostgresOperations(PostgresReads):
 
         return await self.run(op)
 
-    async def blocked_by(self, agent: str, key: str) -> str | None:
-        """The event whose open dead letter blocks ``key``, if any."""
-
-        async def op(conn: Conn) -> str | None:
-            return await self._blocker(conn, agent, key)
-
-        return await self.run(op)
-
     async def park(self, agent: str, event_id: str, key: str, message: Message) -> bool:
         """Park the event when its key is blocked by another event or has parked events."""
         now = self._clock()
@@ -169,25 +141,17 @@ class PostgresOperations(PostgresReads):
         async def op(conn: Conn) -> bool:
             async with conn.transaction():
                 await self.lock_key(conn, agent, key)
-                cur = await conn.execute(
-                    self.q("SELECT 1 FROM {s}.as_parked WHERE agent = %s AND event_id = %s"),
-                    (agent, event_id),
+                already = await self._exists(conn, parked_event_query("{s}."), (agent, event_id))
+                cur = await conn.execute(self.q(pg_where(blocker_query("{s}."))), (agent, key))
+                blocker = await cur.fetchone()
+                parks = lifecycle.decide_park(
+                    event_id=event_id,
+                    already_parked=already,
+                    blocker=None if blocker is None else str(blocker[0]),
+                    key_has_parked=await self._exists(conn, parked_key_query("{s}."), (agent, key)),
                 )
-                if await cur.fetchone() is not None:
-                    return True
-                blocker = await self._blocker(conn, agent, key)
-                if blocker == event_id:
-                    return False  # the blocking event itself (a redrive) runs
-                if blocker is None:
-                    cur = await conn.execute(
-                        self.q(
-                            "SELECT 1 FROM {s}.as_parked WHERE agent = %s AND event_key = %s "
-                            "LIMIT 1"
-                        ),
-                        (agent, key),
-                    )
-                    if await cur.fetchone() is None:
-                        return False
+                if already or not parks:
+                    return parks
                 await conn.execute(
                     self.q(
                         f"INSERT INTO {{s}}.as_parked ({PARKED_COLUMNS.removeprefix('id, ')}) "
@@ -199,13 +163,6 @@ class PostgresOperations(PostgresReads):
                 return True
 
         return await self.run(op)
-
-    async def parked(
-        self, agent: str, *, key: str | None = None, releasable: bool = False, limit: int = 1000
-    ) -> list[ParkedRecord]:
-        """Parked events in arrival order."""
-        sql, args = parked_query("{s}.", agent, key=key, releasable=releasable, limit=limit)
-        return [parked_from_row(r) for r in await self.fetchall(pg_where(sql), args)]
 
     async def unpark(self, agent: str, parked_id: int) -> None:
         """Forget a processed parked event."""
@@ -243,7 +200,7 @@ class PostgresOperations(PostgresReads):
                     self.q("DELETE FROM {s}.as_shadow_runs WHERE created_at < %s"), (before,)
                 )
                 out["shadow_runs"] = cur.rowcount
-                out["blobs"] = await postgres_blobs.prune_blobs(conn, self.schema, before)
+                out["blobs"] = await prune_blobs(conn, self.schema, before)
                 return out
 
         return await self.run(op)
@@ -254,14 +211,7 @@ class PostgresOperations(PostgresReads):
             "INSERT INTO {s}.as_shadow_runs (run_id, agent, candidate, created_at, finished_at, "
             "summary) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET "
             "finished_at = EXCLUDED.finished_at, summary = EXCLUDED.summary",
-            (
-                run.run_id,
-                run.agent,
-                run.candidate,
-                run.created_at,
-                run.finished_at,
-                dumps(run.summary),
-            ),
+            shadow_run_values(run),
         )
 
     async def write_shadow_results(self, results: Sequence[ShadowResult]) -> None:
@@ -277,15 +227,3 @@ class PostgresOperations(PostgresReads):
             "ON CONFLICT (run_id, event_id) DO UPDATE SET report = EXCLUDED.report",
             ([k[0] for k in latest], [k[1] for k in latest], list(latest.values())),
         )
-
-    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
-        """Store content-addressed texts; a known digest keeps its text and is marked used."""
-        if not blobs:
-            return
-        now = self._clock()
-
-        async def op(conn: Conn) -> None:
-            async with conn.transaction():
-                await postgres_blobs.put_blobs(conn, self.schema, blobs, now)
-
-        await self.run(op)

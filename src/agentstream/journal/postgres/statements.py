@@ -1,8 +1,8 @@
 """Shared statements and parameter shaping of the PostgreSQL journal.
 
 Batches travel as arrays (``unnest(%s::text[], ...)``), so a batch of any size is one statement
-and one round trip. Rows read back are mapped by the SQLite journal's row functions (the
-columns are the same, in the same order).
+and one round trip. Rows read back are mapped by :mod:`agentstream.journal.rows`, as for
+every backend.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentstream.event import OutgoingRecord, encode_headers
-from agentstream.failures import FencedError
-from agentstream.journal.base import EventMeta
-from agentstream.journal.queries import OUTBOX_COLUMNS
+from agentstream.journal.records import EventMeta
+from agentstream.journal.rows import OUTBOX_COLUMNS
 
 __all__ = [
     "COMPLETE",
@@ -21,7 +20,6 @@ __all__ = [
     "INSERT_FRESH",
     "INSERT_OUTBOX",
     "OUTBOX_COLUMNS",
-    "fenced",
     "fresh_arrays",
     "outbox_arrays",
     "pg_where",
@@ -50,11 +48,6 @@ def outbox_arrays(records: Sequence[OutgoingRecord]) -> dict[str, list[Any]]:
         "headers": [encode_headers(r.headers) for r in records],
         "dedupe_ids": [r.dedupe_id for r in records],
     }
-
-
-def fenced(agent: str, event_id: str, epoch: int) -> FencedError:
-    """The error for a write whose claim is no longer current."""
-    return FencedError(f"claim on {agent}/{event_id} at epoch {epoch} is no longer current")
 
 
 def pg_where(clause: str) -> str:

@@ -1,4 +1,4 @@
-"""Content-addressed LLM transcripts: large request parts stored once, referenced by digest.
+"""Content addressing in the journal: large parts of LLM requests stored once, referenced by digest.
 
 An agent that loops re-sends its whole conversation on every call, and every event of an agent
 sends the same system prompt and tool schemas. Journaling each request verbatim would store the
@@ -23,19 +23,39 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agentstream.codec import canonical_json
-from agentstream.journal.base import BLOB_REF, StepKind, StepRecord
+from agentstream.journal.records import StepKind, StepRecord
 
 if TYPE_CHECKING:
-    from agentstream.journal.base import EventJournal
+    from agentstream.journal.store import EventJournal
 
 __all__ = [
     "BLOB_REF",
     "MIN_BLOB_CHARS",
+    "blob_refs",
     "compact_request",
     "expand_request",
     "expand_steps",
     "refs_in",
 ]
+
+BLOB_REF = "$blob"
+"""Key of a blob reference, ``{"$blob": "sha256:..."}``, in a journaled LLM step's request."""
+
+
+def blob_refs(value: Any, found: set[str] | None = None) -> set[str]:
+    """Every blob digest referenced anywhere in a JSON value (a step request)."""
+    found = set() if found is None else found
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(BLOB_REF), str):
+            found.add(value[BLOB_REF])
+        else:
+            for item in value.values():
+                blob_refs(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            blob_refs(item, found)
+    return found
+
 
 MIN_BLOB_CHARS = 128
 """Parts shorter than this (as canonical JSON) stay inline: a reference would not be smaller."""

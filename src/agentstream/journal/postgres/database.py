@@ -22,7 +22,7 @@ import psycopg_pool
 from psycopg import errors
 
 from agentstream.failures import ConfigurationError, TransientError
-from agentstream.journal.postgres_schema import migrate, quote_ident
+from agentstream.journal.postgres.schema import migrate, quote_ident
 
 __all__ = ["Conn", "PostgresDatabase", "parse_postgres_url"]
 

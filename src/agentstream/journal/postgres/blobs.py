@@ -1,9 +1,9 @@
 """Content-addressed blobs in the PostgreSQL journal (large parts of LLM transcripts).
 
 The SQL behind ``Store.put_blobs`` / ``Store.get_blobs`` and the blob part of ``Store.prune``
-for the PostgreSQL journal, as functions of a connection and the journal's schema, so the store
-adds its table with one migration (:data:`BLOBS_MIGRATION_SQL`) and delegates its methods here.
-Semantics match :mod:`agentstream.journal.sqlite_blobs`: a known digest keeps its text and is
+for the PostgreSQL journal, as functions of a connection and the journal's schema, and
+:class:`PostgresBlobs`, a base class of the store that runs them.
+Semantics match :mod:`agentstream.journal.sqlite.blobs`: a known digest keeps its text and is
 marked used; prune deletes blobs unused since the horizon that no remaining step references.
 """
 
@@ -11,23 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from typing import Any
 
-import psycopg
 from psycopg import sql
 
-from agentstream.journal.base import BLOB_REF, blob_refs
+from agentstream.journal.blobs import BLOB_REF, blob_refs
+from agentstream.journal.postgres.database import Conn, PostgresDatabase
+from agentstream.journal.postgres.schema import BLOBS_MIGRATION_SQL
 
-__all__ = ["BLOBS_MIGRATION_SQL", "get_blobs", "prune_blobs", "put_blobs"]
-
-Conn = psycopg.AsyncConnection[tuple[Any, ...]]
-
-BLOBS_MIGRATION_SQL = (
-    "CREATE TABLE {s}.as_blobs (digest TEXT PRIMARY KEY, body TEXT NOT NULL, "
-    "created_at DOUBLE PRECISION NOT NULL, used_at DOUBLE PRECISION NOT NULL);"
-    "CREATE INDEX as_blobs_used ON {s}.as_blobs (used_at)"
-)
-"""The migration creating the blob table; ``{s}`` is the quoted schema name."""
+__all__ = ["BLOBS_MIGRATION_SQL", "PostgresBlobs", "get_blobs", "prune_blobs", "put_blobs"]
 
 
 def _table(schema: str, name: str) -> sql.Identifier:
@@ -83,3 +74,27 @@ async def prune_blobs(conn: Conn, schema: str, before: float) -> int:
         (before, sorted(referenced)),
     )
     return int(cur.rowcount)
+
+
+class PostgresBlobs(PostgresDatabase):
+    """``put_blobs`` / ``get_blobs`` of the PostgreSQL journal (a mixin of its store)."""
+
+    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
+        """Store content-addressed texts; a known digest keeps its text and is marked used."""
+        if not blobs:
+            return
+        now = self._clock()
+
+        async def op(conn: Conn) -> None:
+            async with conn.transaction():
+                await put_blobs(conn, self.schema, blobs, now)
+
+        await self.run(op)
+
+    async def get_blobs(self, digests: Collection[str]) -> dict[str, str]:
+        """The stored texts among ``digests``."""
+
+        async def op(conn: Conn) -> dict[str, str]:
+            return await get_blobs(conn, self.schema, digests)
+
+        return await self.run(op)

@@ -1,8 +1,8 @@
 """Content-addressed blobs in the SQLite journal (large parts of LLM transcripts).
 
 A mixin of :class:`~agentstream.journal.sqlite.SqliteStore`; see
-:class:`~agentstream.journal.base.Store` for the contract and
-:mod:`agentstream.llm.transcripts` for what is stored. Each blob remembers when a step last
+:class:`~agentstream.journal.store.Store` for the contract and
+:mod:`agentstream.journal.blobs` for what is stored. Each blob remembers when a step last
 referenced it (``used_at``), so retention deletes the blobs that no remaining step needs.
 """
 
@@ -12,7 +12,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Collection, Mapping
 
-from agentstream.journal.base import blob_refs
+from agentstream.journal.blobs import blob_refs
 from agentstream.sqlite_db import SqliteDatabase
 
 

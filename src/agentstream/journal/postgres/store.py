@@ -1,9 +1,10 @@
 """The PostgreSQL journal: one database shared by worker processes on many hosts.
 
-The hot path (claims, steps, completion) lives here; operator operations are in
-:mod:`agentstream.journal.postgres_ops`, the schema in :mod:`agentstream.journal.postgres_schema`.
-Semantics are those of :class:`~agentstream.journal.sqlite.SqliteStore`, proven by the same
-conformance suite.
+The hot path (claims, steps, completion, outbox) lives here; operator operations are in
+:mod:`agentstream.journal.postgres.operations`, the schema in
+:mod:`agentstream.journal.postgres.schema`, the decisions in :mod:`agentstream.journal.lifecycle`
+and the reads in :mod:`agentstream.journal.sql`, shared with the SQLite journal; the same
+conformance suite proves both.
 
 Concurrency: transactions run at READ COMMITTED. A claim inserts unknown events with
 ``INSERT ... ON CONFLICT DO NOTHING`` (a concurrent inserter of the same id waits for the first
@@ -17,7 +18,7 @@ otherwise scan the ``(agent, state)`` index over every in-flight event. Batches 
 statement per row, pipelined (one round trip), in one transaction. Row locks, not
 SERIALIZABLE: the decisions are per row, so locking them is enough and nothing is retried
 under load; the rare deadlock between batches is retried by
-:meth:`~agentstream.journal.postgres_db.PostgresDatabase.run`.
+:meth:`~agentstream.journal.postgres.database.PostgresDatabase.run`.
 """
 
 from __future__ import annotations
@@ -25,38 +26,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from agentstream.event import OutgoingRecord
 from agentstream.failures import FencedError
-from agentstream.journal.base import (
-    Claim,
-    ClaimStatus,
-    Completion,
-    EventMeta,
-    EventState,
-    FailureRecord,
-    OutboxRow,
-    StepRecord,
-)
-from agentstream.journal.postgres_db import (
-    Conn,
-    parse_postgres_url,
-)
-from agentstream.journal.postgres_ops import PostgresOperations
-from agentstream.journal.postgres_rows import (
+from agentstream.journal import lifecycle
+from agentstream.journal.postgres.blobs import PostgresBlobs
+from agentstream.journal.postgres.database import Conn, parse_postgres_url
+from agentstream.journal.postgres.operations import PostgresOperations
+from agentstream.journal.postgres.statements import (
     COMPLETE,
     COMPLETE_EFFECTS,
     INSERT_FRESH,
     INSERT_OUTBOX,
-    OUTBOX_COLUMNS,
-    fenced,
     fresh_arrays,
     outbox_arrays,
     pg_where,
 )
 from agentstream.journal.queries import claimable_outbox
-from agentstream.journal.sqlite_ops import dumps
-from agentstream.journal.sqlite_rows import outbox_from_row, step_from_row
-from agentstream.journal.sqlite_schema import STEP_COLUMNS
+from agentstream.journal.records import (
+    Claim,
+    ClaimStatus,
+    Completion,
+    EventState,
+    FailureRecord,
+    OutboxRow,
+    StepRecord,
+)
+from agentstream.journal.rows import (
+    OUTBOX_COLUMNS,
+    STEP_COLUMNS,
+    dumps,
+    failure_values,
+    outbox_from_row,
+    step_from_row,
+    step_values,
+)
+from agentstream.journal.sql import ClaimBatch, CompletionBatch, DeadLetterWrite, SqlJournal
 
 if TYPE_CHECKING:
     from agentstream.backends import Backends
@@ -82,7 +85,7 @@ def _effects(
     } | outbox_arrays([o[2] for o in outputs])
 
 
-class PostgresStore(PostgresOperations):
+class PostgresStore(PostgresOperations, PostgresBlobs, SqlJournal):
     """Journal in a PostgreSQL schema, shared by any number of worker processes and hosts.
 
     Args:
@@ -94,32 +97,16 @@ class PostgresStore(PostgresOperations):
         timeout_s: Longest wait for a pooled connection.
     """
 
-    async def claim(
-        self, agent: str, event_id: str, *, owner: str, lease_s: float, meta: EventMeta
-    ) -> Claim:
-        """Atomically claim an event (see :meth:`Store.claim`)."""
-        [claim] = await self.claim_many(agent, [(event_id, meta)], owner=owner, lease_s=lease_s)
-        return claim
+    prefix = "{s}."
 
-    async def claim_many(
-        self,
-        agent: str,
-        requests: Sequence[tuple[str, EventMeta]],
-        *,
-        owner: str,
-        lease_s: float,
-    ) -> list[Claim]:
-        """Claim several events in one transaction; answers are in request order."""
-        if not requests:
-            return []
-        now = self._clock()
-        until = now + lease_s
-        first: dict[str, EventMeta] = {}
-        for event_id, meta in requests:
-            first.setdefault(event_id, meta)
-        seen = {event_id: 0 for event_id in first}
-        for event_id, _ in requests:
-            seen[event_id] += 1
+    async def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one query (see :class:`~agentstream.journal.sql.SqlJournal`)."""
+        return await self.fetchall(pg_where(sql), tuple(args))
+
+    async def claim_batch(self, batch: ClaimBatch) -> dict[str, Claim]:
+        """Decide and write a batch of claims in one transaction."""
+        agent, owner, now, until = batch.agent, batch.owner, batch.now, batch.until
+        first, seen = batch.metas, batch.asked
 
         async def op(conn: Conn) -> dict[str, Claim]:
             async with conn.transaction():
@@ -129,16 +116,12 @@ class PostgresStore(PostgresOperations):
                     | fresh_arrays(first),
                 )
                 fresh = {row[0] for row in await cur.fetchall()}
-                answers = {e: Claim(ClaimStatus.CLAIMED, 1, 1, until) for e in fresh}
+                answers = {e: lifecycle.first_claim(until) for e in fresh}
                 known = sorted(set(first) - fresh)
                 if known:
                     answers |= await self._claim_known(conn, agent, known, owner, now, until)
                 # a settled event counts every delivery, repeats within the batch included
-                settled = [
-                    (e, seen[e])
-                    for e, c in answers.items()
-                    if c.status in (ClaimStatus.COMPLETED, ClaimStatus.DEAD)
-                ]
+                settled = [(e, seen[e]) for e, c in answers.items() if lifecycle.counts_delivery(c)]
                 if settled:
                     await self.run_many(
                         conn,
@@ -148,16 +131,7 @@ class PostgresStore(PostgresOperations):
                     )
                 return answers
 
-        answers = await self.run(op)
-        out: list[Claim] = []
-        answered: set[str] = set()
-        for event_id, _ in requests:
-            claim = answers[event_id]
-            if event_id in answered and claim.status == ClaimStatus.CLAIMED:
-                claim = Claim(ClaimStatus.BUSY, claim.epoch, claim.attempts, claim.lease_until)
-            answered.add(event_id)
-            out.append(claim)
-        return out
+        return await self.run(op)
 
     async def _claim_known(
         self, conn: Conn, agent: str, ids: list[str], owner: str, now: float, until: float
@@ -172,18 +146,13 @@ class PostgresStore(PostgresOperations):
         answers: dict[str, Claim] = {}
         granted: list[tuple[str, int, int]] = []
         for event_id, state, epoch, lease_until, attempts in rows:
-            if state in (EventState.COMPLETED, EventState.DEAD):
-                status = (
-                    ClaimStatus.COMPLETED if state == EventState.COMPLETED else ClaimStatus.DEAD
-                )
-                answers[event_id] = Claim(status, epoch, attempts)
-            elif lease_until > now:
-                answers[event_id] = Claim(ClaimStatus.BUSY, epoch, attempts, lease_until)
-            else:
-                granted.append((event_id, epoch + 1, attempts + 1))
+            known = lifecycle.ClaimRow(EventState(state), epoch, lease_until, attempts)
+            answers[event_id] = claim = lifecycle.decide_claim(known, now=now, until=until)
+            if claim.status == ClaimStatus.CLAIMED:
+                granted.append((event_id, claim.epoch, claim.attempts))
         for event_id in ids:
             # pruned between our insert's conflict and the lock: ask again, it is new again
-            answers.setdefault(event_id, Claim(ClaimStatus.BUSY, 0, 0, now))
+            answers.setdefault(event_id, lifecycle.vanished(now))
         if not granted:
             return answers
         await self.run_many(
@@ -250,26 +219,7 @@ class PostgresStore(PostgresOperations):
     async def write_step(self, agent: str, event_id: str, epoch: int, step: StepRecord) -> None:
         """Insert or replace one step, fenced by epoch in the same statement."""
         now = self._clock()
-        params = (
-            now,
-            agent,
-            event_id,
-            epoch,
-            agent,
-            event_id,
-            step.seq,
-            str(step.kind),
-            step.name,
-            step.fingerprint,
-            str(step.status),
-            dumps(step.request),
-            dumps(step.result),
-            step.idempotency_key,
-            dumps(step.meta),
-            epoch,
-            step.started_at,
-            step.finished_at,
-        )
+        params = (now, agent, event_id, epoch, *step_values(agent, event_id, epoch, step))
         updates = ", ".join(
             f"{c.strip()} = EXCLUDED.{c.strip()}" for c in STEP_COLUMNS.split(",")[1:]
         )
@@ -288,23 +238,13 @@ class PostgresStore(PostgresOperations):
                 params,
             )
             if await cur.fetchone() is None:
-                raise fenced(agent, event_id, epoch)
+                raise lifecycle.fenced(agent, event_id, epoch)
 
         await self.run(op)
 
-    async def complete(self, agent: str, event_id: str, epoch: int, completion: Completion) -> None:
-        """Complete the event, enqueue outputs and record the entity version, atomically."""
-        [error] = await self.complete_many(agent, [(event_id, epoch, completion)])
-        if error is not None:
-            raise error
-
-    async def complete_many(
-        self, agent: str, items: Sequence[tuple[str, int, Completion]]
-    ) -> list[FencedError | None]:
-        """Complete several events in one transaction; a FencedError for each stale claim."""
-        if not items:
-            return []
-        now = self._clock()
+    async def complete_batch(self, completions: CompletionBatch) -> list[FencedError | None]:
+        """Complete the live claims of a batch in one transaction."""
+        agent, items, now = completions.agent, completions.items, completions.now
         # SQLite completes the first item of an event whose epoch is current; distinct
         # (event, epoch) pairs give the same answer, since only one epoch can be current.
         batch: dict[tuple[str, int], Completion] = {}
@@ -324,14 +264,7 @@ class PostgresStore(PostgresOperations):
                 return done
 
         done = await self.run(op)
-        errors: list[FencedError | None] = []
-        for event_id, epoch, _ in items:
-            if (event_id, epoch) in done:
-                done.discard((event_id, epoch))  # a repeat of the item in this batch is stale
-                errors.append(None)
-            else:
-                errors.append(fenced(agent, event_id, epoch))
-        return errors
+        return lifecycle.settle_batch(agent, items, done)
 
     async def record_failure(
         self, agent: str, event_id: str, epoch: int, failure: FailureRecord
@@ -349,38 +282,17 @@ class PostgresStore(PostgresOperations):
                     "%s::text, %s::text, %s::text, %s::text, %s::float8 "
                     "WHERE EXISTS (SELECT 1 FROM fence) RETURNING 1"
                 ),
-                (
-                    now,
-                    agent,
-                    event_id,
-                    epoch,
-                    agent,
-                    event_id,
-                    failure.attempt,
-                    failure.failure_class,
-                    failure.error_type,
-                    failure.message,
-                    failure.traceback,
-                    failure.at or now,
-                ),
+                (now, agent, event_id, epoch, *failure_values(agent, event_id, failure, now)),
             )
             if await cur.fetchone() is None:
-                raise fenced(agent, event_id, epoch)
+                raise lifecycle.fenced(agent, event_id, epoch)
 
         await self.run(op)
 
-    async def dead_letter(
-        self,
-        agent: str,
-        event_id: str,
-        epoch: int,
-        *,
-        failure_class: str,
-        envelope: dict[str, Any],
-        outputs: Sequence[OutgoingRecord] = (),
-    ) -> int:
-        """Mark the event dead with its envelope and DLQ records, atomically."""
-        now = self._clock()
+    async def write_dead_letter(self, write: DeadLetterWrite) -> int:
+        """Mark the event dead with its envelope and DLQ records, in one transaction."""
+        agent, event_id, epoch, now = write.agent, write.event_id, write.epoch, write.now
+        failure_class, outputs = write.failure_class, write.outputs
 
         async def op(conn: Conn) -> int:
             async with conn.transaction():
@@ -395,7 +307,7 @@ class PostgresStore(PostgresOperations):
                 )
                 row = await cur.fetchone()
                 if row is None:
-                    raise fenced(agent, event_id, epoch)
+                    raise lifecycle.fenced(agent, event_id, epoch)
                 await self.lock_key(conn, agent, row[0])
                 await conn.execute(
                     self.q(
@@ -410,7 +322,7 @@ class PostgresStore(PostgresOperations):
                         "event_key, created_at, status, envelope) "
                         "VALUES (%s, %s, %s, %s, %s, 'dead', %s) RETURNING id"
                     ),
-                    (agent, event_id, failure_class, row[0], now, dumps(envelope)),
+                    (agent, event_id, failure_class, row[0], now, dumps(write.envelope)),
                 )
                 inserted = await cur.fetchone()
                 assert inserted is not None

@@ -1,0 +1,222 @@
+"""Reads of a SQL journal, written once for SQLite and PostgreSQL.
+
+Both journals have the same tables and columns; a backend only says how to run a query
+(:meth:`JournalReads.select`) and where its tables are (:attr:`JournalReads.prefix`: ``""`` for
+SQLite, ``"{s}."`` for PostgreSQL, whose store substitutes its schema). Queries are written with
+``?`` markers (see :mod:`agentstream.journal.queries`). See
+:class:`~agentstream.journal.store.Store` for the contract of each method.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from agentstream.journal.queries import (
+    BLOCKING,
+    Where,
+    blocker_query,
+    dead_letters_query,
+    events_query,
+    parked_query,
+)
+from agentstream.journal.records import (
+    DeadLetterRecord,
+    EventRecord,
+    EventState,
+    FailureRecord,
+    OutboxRow,
+    ParkedRecord,
+    ShadowResult,
+    ShadowRun,
+    StepRecord,
+)
+from agentstream.journal.rows import (
+    DLQ_COLUMNS,
+    EVENT_COLUMNS,
+    OUTBOX_COLUMNS,
+    STEP_COLUMNS,
+    dead_letter_from_row,
+    event_from_row,
+    outbox_from_row,
+    parked_from_row,
+    step_from_row,
+)
+
+__all__ = ["JournalReads"]
+
+
+class JournalReads:
+    """The read-only queries of a journal; a backend supplies :meth:`select` and :attr:`prefix`."""
+
+    prefix: str = ""
+    """What stands before a table's name in a query (``"{s}."`` for a PostgreSQL schema)."""
+
+    async def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one query written with ``?`` markers."""
+        raise NotImplementedError
+
+    async def _first(self, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
+        rows = await self.select(sql, args)
+        return rows[0] if rows else None
+
+    async def applied_version(self, agent: str, entity: str) -> int | None:
+        """Highest applied version of an entity."""
+        row = await self._first(
+            f"SELECT version FROM {self.prefix}as_entity_versions WHERE agent = ? AND entity = ?",
+            (agent, entity),
+        )
+        return None if row is None else int(row[0])
+
+    async def get_event(self, agent: str, event_id: str) -> EventRecord | None:
+        """One event's row."""
+        row = await self._first(
+            f"SELECT {EVENT_COLUMNS} FROM {self.prefix}as_events WHERE agent = ? AND event_id = ?",
+            (agent, event_id),
+        )
+        return None if row is None else event_from_row(row)
+
+    async def list_events(
+        self,
+        *,
+        agent: str | None = None,
+        state: EventState | None = None,
+        key: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset_from: int | None = None,
+        offset_to: int | None = None,
+        event_ids: Sequence[str] | None = None,
+        oldest_first: bool = False,
+        limit: int | None = 100,
+    ) -> list[EventRecord]:
+        """Events filtered (see :meth:`Store.list_events`)."""
+        sql, args = events_query(
+            self.prefix,
+            EVENT_COLUMNS,
+            agent=agent,
+            state=state,
+            key=key,
+            since=since,
+            until=until,
+            topic=topic,
+            partition=partition,
+            offset_from=offset_from,
+            offset_to=offset_to,
+            event_ids=event_ids,
+            oldest_first=oldest_first,
+            limit=limit,
+        )
+        return [event_from_row(r) for r in await self.select(sql, args)]
+
+    async def steps(self, agent: str, event_id: str) -> list[StepRecord]:
+        """An event's steps in order."""
+        rows = await self.select(
+            f"SELECT {STEP_COLUMNS} FROM {self.prefix}as_steps WHERE agent = ? AND event_id = ? "
+            "ORDER BY seq",
+            (agent, event_id),
+        )
+        return [step_from_row(r) for r in rows]
+
+    async def failures(self, agent: str, event_id: str) -> list[FailureRecord]:
+        """An event's failed attempts in order."""
+        rows = await self.select(
+            "SELECT attempt, failure_class, error_type, message, traceback, at "
+            f"FROM {self.prefix}as_failures WHERE agent = ? AND event_id = ? ORDER BY id",
+            (agent, event_id),
+        )
+        return [FailureRecord(*r) for r in rows]
+
+    async def outbox(self, agent: str, event_id: str) -> list[OutboxRow]:
+        """An event's outbox rows in order."""
+        rows = await self.select(
+            f"SELECT {OUTBOX_COLUMNS} FROM {self.prefix}as_outbox WHERE agent = ? "
+            "AND event_id = ? ORDER BY seq, id",
+            (agent, event_id),
+        )
+        return [outbox_from_row(r) for r in rows]
+
+    async def dead_letters(
+        self,
+        *,
+        agent: str | None = None,
+        status: str | None = None,
+        failure_class: str | None = None,
+        key: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = 100,
+    ) -> list[DeadLetterRecord]:
+        """Dead letters, newest first, filtered."""
+        sql, args = dead_letters_query(
+            self.prefix,
+            agent=agent,
+            status=status,
+            failure_class=failure_class,
+            key=key,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+        return [dead_letter_from_row(r) for r in await self.select(sql, args)]
+
+    async def get_dead_letter(self, dead_letter_id: int) -> DeadLetterRecord | None:
+        """One dead letter by id."""
+        row = await self._first(
+            f"SELECT {DLQ_COLUMNS} FROM {self.prefix}as_dead_letters WHERE id = ?",
+            (dead_letter_id,),
+        )
+        return None if row is None else dead_letter_from_row(row)
+
+    async def blocked_by(self, agent: str, key: str) -> str | None:
+        """The event whose open dead letter blocks ``key``, if any."""
+        row = await self._first(blocker_query(self.prefix), (agent, key))
+        return None if row is None else str(row[0])
+
+    async def parked(
+        self, agent: str, *, key: str | None = None, releasable: bool = False, limit: int = 1000
+    ) -> list[ParkedRecord]:
+        """Parked events in arrival order."""
+        sql, args = parked_query(self.prefix, agent, key=key, releasable=releasable, limit=limit)
+        return [parked_from_row(r) for r in await self.select(sql, args)]
+
+    async def counts(self, agent: str | None = None) -> dict[str, int]:
+        """Events per state, plus dead letters (all and open), parked and pending outbox."""
+        cond, args = ("", ()) if agent is None else ("AND agent = ?", (agent,))
+        p = self.prefix
+        sql = (
+            f"SELECT state, COUNT(*) FROM {p}as_events WHERE 1 = 1 {cond} GROUP BY state "
+            f"UNION ALL SELECT 'dead_letters', COUNT(*) FROM {p}as_dead_letters "
+            f"WHERE 1 = 1 {cond} "
+            f"UNION ALL SELECT 'dead_letters_open', COUNT(*) FROM {p}as_dead_letters "
+            f"WHERE status IN {BLOCKING} {cond} "
+            f"UNION ALL SELECT 'parked', COUNT(*) FROM {p}as_parked WHERE 1 = 1 {cond} "
+            f"UNION ALL SELECT 'outbox_pending', COUNT(*) FROM {p}as_outbox "
+            f"WHERE published_at IS NULL {cond}"
+        )
+        out = {s.value: 0 for s in EventState}
+        for name, n in await self.select(sql, args * 5):
+            out[name] = int(n)
+        return out
+
+    async def shadow_runs(self, *, run_id: str | None = None, limit: int = 100) -> list[ShadowRun]:
+        """Shadow runs, newest first."""
+        where = Where().eq("run_id", run_id)
+        rows = await self.select(
+            "SELECT run_id, agent, candidate, created_at, finished_at, summary FROM "
+            f"{self.prefix}as_shadow_runs {where.sql} ORDER BY created_at DESC LIMIT ?",
+            (*where.args, limit),
+        )
+        return [ShadowRun(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    async def shadow_results(self, run_id: str) -> list[ShadowResult]:
+        """A shadow run's per-event results in write order."""
+        rows = await self.select(
+            f"SELECT event_id, report FROM {self.prefix}as_shadow_results WHERE run_id = ? "
+            "ORDER BY n",
+            (run_id,),
+        )
+        return [ShadowResult(run_id, r[0], json.loads(r[1])) for r in rows]
