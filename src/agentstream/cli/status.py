@@ -29,7 +29,7 @@ from agentstream.llm.breaker_state import (
 from agentstream.transports.lag import GroupInspector
 
 if TYPE_CHECKING:
-    from agentstream.journal.base import Store
+    from agentstream.journal.store import Store
 
 
 @cli.command()

@@ -47,7 +47,7 @@ from agentstream.llm.breaker_state import (
 from agentstream.middleware import BreakerChangeInput, Middleware, MiddlewareStack
 
 if TYPE_CHECKING:
-    from agentstream.journal.base import Store
+    from agentstream.journal.store import Store
     from agentstream.llm.base import LLMProvider, LLMRequest, LLMResponse
 
 __all__ = ["CircuitBreaker", "GuardedCall", "endpoint_of", "is_outage"]

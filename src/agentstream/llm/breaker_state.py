@@ -35,7 +35,7 @@ from agentstream.failures import ConfigurationError, TransientError
 if TYPE_CHECKING:
     import psycopg
 
-    from agentstream.journal.base import Store
+    from agentstream.journal.store import Store
     from agentstream.sqlite_db import SqliteDatabase
 
 __all__ = [
