@@ -389,7 +389,7 @@ class Context:
 
         def meta_of(result: Any) -> dict[str, Any]:
             usage = result.get("usage") or {}
-            by = answered.get(seq, request.model)
+            by = next(iter(answered.values()), request.model)  # this call's one answer
             return {
                 "model": result.get("model") or by,
                 "requested_model": request.model,
