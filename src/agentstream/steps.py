@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agentstream.journal.base import StepKind, StepRecord
+from agentstream.journal.records import StepKind, StepRecord
 
 __all__ = ["STEP_KEY", "Placement", "StepIndex"]
 

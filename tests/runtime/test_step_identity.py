@@ -7,7 +7,7 @@ import random
 from collections import Counter
 
 from agentstream import Context, ProviderUnavailable, Retry
-from agentstream.journal.base import StepKind, StepRecord, StepStatus
+from agentstream.journal.records import StepKind, StepRecord, StepStatus
 from agentstream.steps import STEP_KEY, StepIndex
 from agentstream.testing import run_agent
 from tests.runtime.helpers import Ticket, make_app
