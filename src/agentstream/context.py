@@ -446,7 +446,9 @@ class Context:
             if self._mw.wants(Middleware.before_llm_call):
                 admitting = time.monotonic()
                 await self._mw.before_llm_call(
-                    LLMCallInput(self._spec.name, self.event, seq, call, estimate)
+                    LLMCallInput(
+                        self._spec.name, self.event, seq, call, estimate, provider.name
+                    )
                 )
                 if retry is not None and time.monotonic() - admitting > 0.001:
                     await self._rate_limit_wait(
@@ -470,6 +472,7 @@ class Context:
                             response,
                             error,
                             time.monotonic() - started,
+                            provider.name,
                         )
                     )
             outage_delay = await guard.record(response, error) if guard is not None else None

@@ -26,6 +26,8 @@ class WorkerInput:
 
     agent: str
     group: str
+    messaging_system: str = ""
+    """The transport's system as OpenTelemetry names it (``kafka``, ``aws_sqs``...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class LLMCallInput:
     seq: int
     request: LLMRequest
     prompt_tokens_estimate: int
+    provider: str = ""
+    """The provider's name (``openai``, ``anthropic``...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,8 @@ class LLMCallOutput:
     response: LLMResponse | None
     error: BaseException | None
     duration_s: float
+    provider: str = ""
+    """The provider's name (``openai``, ``anthropic``...)."""
 
 
 @dataclass(frozen=True, slots=True)

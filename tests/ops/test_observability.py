@@ -109,14 +109,14 @@ async def test_a_trace_shows_the_event_span_its_steps_and_flows_through_headers(
         await h.wait_drained()
         [output] = h.read("triage")
     spans = exporter.get_finished_spans()
-    [event_span] = [s for s in spans if s.name == "process triage"]
+    [event_span] = [s for s in spans if s.name == "process tickets"]
     assert format(event_span.context.trace_id, "032x") == TRACE_ID
     assert format(event_span.parent.span_id, "016x") == PARENT_SPAN
     assert event_span.attributes["agentstream.event_id"] == "t1"
     assert event_span.attributes["agentstream.outcome"] == "completed"
     children = [s for s in spans if s.parent and s.parent.span_id == event_span.context.span_id]
-    assert sorted(s.name for s in children) == ["effect record", "llm sim-1"]
-    [llm] = [s for s in children if s.name == "llm sim-1"]
+    assert sorted(s.name for s in children) == ["chat sim-1", "effect record"]
+    [llm] = [s for s in children if s.name == "chat sim-1"]
     assert llm.attributes["gen_ai.usage.input_tokens"] > 0
     # the output carries the event span's context to the next consumer
     out_parent = output.header("traceparent").decode().split("-")

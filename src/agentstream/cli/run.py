@@ -34,7 +34,11 @@ def run(
         bool, typer.Option(help="JSON log lines, with the event identity on every line.")
     ] = False,
     trace: Annotated[
-        bool, typer.Option(help="OpenTelemetry spans (the SDK's OTEL_* settings apply).")
+        bool,
+        typer.Option(
+            help="OpenTelemetry spans and GenAI metrics, exported as OTEL_TRACES_EXPORTER and "
+            "OTEL_METRICS_EXPORTER say (otlp, console, none)."
+        ),
     ] = False,
 ) -> None:
     """Consume and process until interrupted (SIGINT/SIGTERM stop gracefully)."""
@@ -65,7 +69,16 @@ def run(
         app.broker_url = broker
     if store:
         app.store_url = store
-    run_async(app.run(agents=agent or None))
+    shutdown_otel = None
+    if trace:
+        from agentstream.observability.otel_sdk import configure_from_env
+
+        shutdown_otel = configure_from_env(app.name)
+    try:
+        run_async(app.run(agents=agent or None))
+    finally:
+        if shutdown_otel is not None:
+            shutdown_otel()
 
 
 def _supervise(target: str, agents: list[str], n: int, log_level: str) -> int:

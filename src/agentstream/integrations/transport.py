@@ -93,6 +93,7 @@ class _Upstream:
         self._request = request
         self._api = api
         self._prices = prices
+        self.name = api.step.split(".", 1)[0]  # openai or anthropic: gen_ai.provider.name
 
     async def complete(self, request: LLMRequest, *, step_key: str) -> LLMResponse:
         """Send the request upstream and read the whole answer."""

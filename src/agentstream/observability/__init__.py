@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from agentstream.app import App
+from agentstream.observability.genai_metrics import GenAIMetricsMiddleware
 from agentstream.observability.logs import (
     EventLogMiddleware,
     JsonFormatter,
@@ -31,13 +32,15 @@ def observe(
         app: The app.
         metrics_port: Serve ``/metrics`` on this port (None: no metrics).
         metrics_host: Address of the metrics endpoint.
-        tracing: Add OpenTelemetry spans (configure the SDK's exporter yourself).
+        tracing: Add OpenTelemetry spans and GenAI metrics (configure the SDK yourself, or
+            with :func:`~agentstream.observability.otel_sdk.configure_from_env`).
         event_logs: Put the event identity on every log line of a delivery.
     """
     if event_logs:
         app.middleware.add(EventLogMiddleware())
     if tracing:
         app.middleware.add(TracingMiddleware())
+        app.middleware.add(GenAIMetricsMiddleware())
     if metrics_port is None:
         return None
     metrics = PrometheusMiddleware(port=metrics_port, host=metrics_host)
@@ -47,6 +50,7 @@ def observe(
 
 __all__ = [
     "EventLogMiddleware",
+    "GenAIMetricsMiddleware",
     "JsonFormatter",
     "PrometheusMiddleware",
     "TracingMiddleware",

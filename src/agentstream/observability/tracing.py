@@ -8,8 +8,21 @@ output topic continue the same trace. Model calls are spans of their own (starte
 call, ended after); journaled steps and effects, and calls answered from the journal, are
 recorded as spans with their measured start and end.
 
-Configure the SDK (exporter, sampler) as usual; without a configured provider the API's no-op
-tracer makes this middleware free.
+Spans follow the OpenTelemetry semantic conventions:
+
+* the delivery span is a messaging consumer span named ``process TOPIC`` with
+  ``messaging.system`` (``kafka``, ``aws_sqs``, or ``agentstream_embedded`` for the embedded
+  log), ``messaging.operation.name``/``type``, ``messaging.destination.name``,
+  ``messaging.consumer.group.name``, the partition where there is one, and the Kafka offset
+  and message key on Kafka only (``messaging.message.id`` on SQS);
+* a model call is a GenAI client span named ``chat MODEL`` with ``gen_ai.operation.name``,
+  ``gen_ai.provider.name``, ``gen_ai.request.model``/``temperature``/``max_tokens``,
+  ``gen_ai.response.id``/``model``/``finish_reasons``, ``gen_ai.usage.input_tokens``/
+  ``output_tokens``, and ``error.type`` when it failed.
+
+Configure the SDK (exporter, sampler) as usual, or let ``agentstream run --trace`` configure it
+from the ``OTEL_*`` environment (:mod:`agentstream.observability.otel_sdk`); without a
+configured provider the API's no-op tracer makes this middleware free.
 """
 
 from __future__ import annotations
@@ -32,7 +45,45 @@ from agentstream.middleware import (
     ProcessInput,
     ProcessOutcome,
     StepOutput,
+    WorkerInput,
 )
+
+EMBEDDED_SYSTEM = "agentstream_embedded"
+"""``messaging.system`` of the embedded SQLite log (not a well-known system of the conventions)."""
+
+
+def error_type(error: BaseException) -> str:
+    """``error.type`` of a failure: the exception's qualified class name."""
+    cls = type(error)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def consumer_attributes(event: Event, system: str, group: str) -> dict[str, Any]:
+    """Messaging attributes of a delivery's consumer span, for its transport."""
+    msg = event.message
+    attributes: dict[str, Any] = {
+        "messaging.operation.name": "process",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": msg.topic,
+        "messaging.message.body.size": len(msg.value),
+    }
+    if system:
+        attributes["messaging.system"] = system
+    if group:
+        attributes["messaging.consumer.group.name"] = group
+    if system == "aws_sqs":
+        if msg.message_id:
+            attributes["messaging.message.id"] = msg.message_id
+    else:
+        attributes["messaging.destination.partition.id"] = str(msg.partition)
+    if system == "kafka":
+        attributes["messaging.kafka.offset"] = msg.offset
+        key = text_of(msg.key)
+        if key is not None:
+            attributes["messaging.kafka.message.key"] = key
+    return attributes
 
 
 def _carrier(headers: Headers) -> dict[str, str]:
@@ -55,20 +106,27 @@ class TracingMiddleware(Middleware):
         self._tracer: Tracer = trace.get_tracer("agentstream", tracer_provider=tracer_provider)
         self._events: dict[int, tuple[Span, object]] = {}
         self._llm: dict[tuple[int, int], Span] = {}
+        self._workers: dict[str, WorkerInput] = {}
+
+    async def on_worker_start(self, inp: WorkerInput) -> None:
+        """Remember the agent's transport system and consumer group for its spans."""
+        self._workers[inp.agent] = inp
 
     async def before_process(self, inp: ProcessInput) -> None:
         """Start the delivery span as a child of the message's trace context; make it current."""
         msg = inp.event.message
         parent = propagate.extract(_carrier(msg.headers))
+        worker = self._workers.get(inp.agent)
         span = self._tracer.start_span(
-            f"process {inp.agent}",
+            f"process {msg.topic}",
             context=parent,
             kind=SpanKind.CONSUMER,
             attributes={
-                "messaging.operation.type": "process",
-                "messaging.destination.name": msg.topic,
-                "messaging.destination.partition.id": str(msg.partition),
-                "messaging.kafka.offset": msg.offset,
+                **consumer_attributes(
+                    inp.event,
+                    worker.messaging_system if worker else "",
+                    worker.group if worker else "",
+                ),
                 "agentstream.agent": inp.agent,
                 "agentstream.event_id": inp.event.identity,
                 "agentstream.key": inp.event.key,
@@ -89,6 +147,7 @@ class TracingMiddleware(Middleware):
         if inp.failure_class is not None:
             span.set_attribute("agentstream.failure_class", inp.failure_class)
         if inp.error is not None:
+            span.set_attribute("error.type", error_type(inp.error))
             span.record_exception(inp.error)
             span.set_status(Status(StatusCode.ERROR, str(inp.error)[:200]))
         span.end()
@@ -100,15 +159,23 @@ class TracingMiddleware(Middleware):
 
     async def before_llm_call(self, inp: LLMCallInput) -> None:
         """Start a model-call span."""
+        request = inp.request
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": request.model,
+            "agentstream.step.seq": inp.seq,
+        }
+        if inp.provider:
+            attributes["gen_ai.provider.name"] = inp.provider
+        if request.temperature is not None:
+            attributes["gen_ai.request.temperature"] = request.temperature
+        if request.max_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = request.max_tokens
         span = self._tracer.start_span(
-            f"llm {inp.request.model}",
+            f"chat {request.model}",
             context=self._parent(inp.event),
             kind=SpanKind.CLIENT,
-            attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.request.model": inp.request.model,
-                "agentstream.step.seq": inp.seq,
-            },
+            attributes=attributes,
         )
         self._llm[(id(inp.event), inp.seq)] = span
 
@@ -117,12 +184,18 @@ class TracingMiddleware(Middleware):
         span = self._llm.pop((id(inp.event), inp.seq), None)
         if span is None:
             return
-        if inp.response is not None:
-            span.set_attribute("gen_ai.response.model", inp.response.model)
-            span.set_attribute("gen_ai.usage.input_tokens", inp.response.usage.prompt_tokens)
-            span.set_attribute("gen_ai.usage.output_tokens", inp.response.usage.completion_tokens)
-            span.set_attribute("agentstream.cost_usd", inp.response.cost_usd)
+        response = inp.response
+        if response is not None:
+            if response.id:
+                span.set_attribute("gen_ai.response.id", response.id)
+            span.set_attribute("gen_ai.response.model", response.model)
+            span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
+            span.set_attribute("gen_ai.usage.input_tokens", response.usage.prompt_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", response.usage.completion_tokens)
+            span.set_attribute("agentstream.cost_usd", response.cost_usd)
+            span.set_attribute("agentstream.cost_source", response.cost_source)
         if inp.error is not None:
+            span.set_attribute("error.type", error_type(inp.error))
             span.record_exception(inp.error)
             span.set_status(Status(StatusCode.ERROR, str(inp.error)[:200]))
         span.end()

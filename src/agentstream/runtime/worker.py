@@ -178,7 +178,8 @@ class AgentWorker:
         """Poll and process until :meth:`stop`, then shut down in order."""
         await self.transport.start()
         await self.transport.subscribe([self.spec.source], self.group, self)
-        await self.mw.on_worker_start(WorkerInput(self.spec.name, self.group))
+        system = str(getattr(self.transport, "messaging_system", ""))
+        await self.mw.on_worker_start(WorkerInput(self.spec.name, self.group, system))
         side = [asyncio.create_task(self._keep_leases(), name=f"leases:{self.spec.name}")]
         if self.spec.ordering == Ordering.STRICT:
             side.append(asyncio.create_task(self._unpark_loop(), name=f"unpark:{self.spec.name}"))
@@ -194,7 +195,7 @@ class AgentWorker:
                 await self._commit_or_defer()  # a failure here must not mask the run's error
             finally:
                 await self.transport.close()
-                await self.mw.on_worker_stop(WorkerInput(self.spec.name, self.group))
+                await self.mw.on_worker_stop(WorkerInput(self.spec.name, self.group, system))
 
     async def _poll_loop(self) -> None:
         cfg = self.config

@@ -105,6 +105,9 @@ class EmbeddedTransport:
         member_id: This consumer's id in its group (default: host, pid and a random suffix).
     """
 
+    messaging_system = "agentstream_embedded"
+    """``messaging.system`` of this transport's spans (OpenTelemetry messaging conventions)."""
+
     def __init__(
         self,
         db: str | Path | SqliteDatabase,

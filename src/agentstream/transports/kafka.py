@@ -102,6 +102,9 @@ class KafkaTransport:
             the final revoke of :meth:`close`.
     """
 
+    messaging_system = "kafka"
+    """``messaging.system`` of this transport's spans (OpenTelemetry messaging conventions)."""
+
     def __init__(
         self,
         settings: KafkaSettings,

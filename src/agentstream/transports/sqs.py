@@ -93,6 +93,9 @@ class SQSTransport:
         settings: Connection and pacing settings (see :mod:`agentstream.transports.sqs_config`).
     """
 
+    messaging_system = "aws_sqs"
+    """``messaging.system`` of this transport's spans (OpenTelemetry messaging conventions)."""
+
     def __init__(self, settings: SQSSettings) -> None:
         self.settings = settings
         self.clients = AwsClients(settings)
