@@ -446,9 +446,7 @@ class Context:
             if self._mw.wants(Middleware.before_llm_call):
                 admitting = time.monotonic()
                 await self._mw.before_llm_call(
-                    LLMCallInput(
-                        self._spec.name, self.event, seq, call, estimate, provider.name
-                    )
+                    LLMCallInput(self._spec.name, self.event, seq, call, estimate, provider.name)
                 )
                 if retry is not None and time.monotonic() - admitting > 0.001:
                     await self._rate_limit_wait(
