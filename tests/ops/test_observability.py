@@ -71,7 +71,7 @@ async def test_metrics_scraped_over_http_match_the_counts_of_a_run(tmp_path):
     assert total(scraped, "agentstream_deliveries_total", outcome="completed") == 9
     assert total(scraped, "agentstream_deliveries_total", outcome="dead_lettered") == 1
     assert total(scraped, "agentstream_deliveries_total", outcome="retry") == 1
-    assert total(scraped, "agentstream_duplicates_total") == 2
+    assert total(scraped, "agentstream_deliveries_total", outcome="duplicate") == 2
     assert total(scraped, "agentstream_retries_total", failure_class="transient") == 1
     assert total(scraped, "agentstream_dead_letters_total", failure_class="agent_error") == 1
     assert total(scraped, "agentstream_llm_calls_total", status="ok") == len(sim_calls) == 10

@@ -168,7 +168,7 @@ def _show_breakers(breakers: dict[str, BreakerState]) -> None:
 _LIVE: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("deliveries", "agentstream_deliveries_total", {}),
     ("completed", "agentstream_deliveries_total", {"outcome": "completed"}),
-    ("duplicates detected", "agentstream_duplicates_total", {}),
+    ("duplicates detected", "agentstream_deliveries_total", {"outcome": "duplicate"}),
     ("LLM calls made", "agentstream_llm_calls_total", {}),
     ("LLM calls avoided", "agentstream_llm_calls_avoided_total", {}),
     ("tokens", "agentstream_llm_tokens_total", {}),

@@ -9,10 +9,11 @@ endpoint started with the first worker and stopped with the last (``port=None``:
 =============================================== ===========================================
 metric                                          from
 =============================================== ===========================================
-``agentstream_deliveries_total{outcome}``       every delivery (completed, duplicate, ...)
-``agentstream_duplicates_total``                deliveries of events already completed
+``agentstream_deliveries_total{outcome}``       every delivery (completed, duplicate, ...;
+                                                ``outcome="duplicate"`` counts duplicates)
 ``agentstream_llm_calls_total{model,status}``   model calls made
 ``agentstream_llm_calls_avoided_total``         model calls answered from the journal
+                                                (labelled by agent, as every metric)
 ``agentstream_llm_tokens_total{model,kind}``    prompt and completion tokens
 ``agentstream_llm_cost_usd_total{model}``       money spent (reported by the provider, else
                                                 priced by the price table)
@@ -90,9 +91,6 @@ class PrometheusMiddleware(Middleware):
         r = self.registry
         self.deliveries = Counter(
             "agentstream_deliveries", "Deliveries by outcome.", ["agent", "outcome"], registry=r
-        )
-        self.duplicates = Counter(
-            "agentstream_duplicates", "Deliveries of completed events.", ["agent"], registry=r
         )
         self.llm_calls = Counter(
             "agentstream_llm_calls", "Model calls made.", ["agent", "model", "status"], registry=r
@@ -241,10 +239,8 @@ class PrometheusMiddleware(Middleware):
         self.rebalances.labels(inp.agent, inp.change).inc()
 
     async def after_process(self, inp: ProcessOutcome) -> None:
-        """Deliveries, duplicates, avoided calls, delivery latency."""
+        """Deliveries (duplicates among them), avoided calls, delivery latency."""
         self.deliveries.labels(inp.agent, inp.outcome).inc()
-        if inp.outcome == "duplicate":
-            self.duplicates.labels(inp.agent).inc()
         if inp.llm_calls_replayed:
             self.llm_avoided.labels(inp.agent).inc(inp.llm_calls_replayed)
         self.event_seconds.labels(inp.agent, inp.outcome).observe(inp.duration_s)
