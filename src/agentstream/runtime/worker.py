@@ -45,7 +45,7 @@ from agentstream.middleware import (
     WorkerInput,
 )
 from agentstream.runtime.executor import Executor
-from agentstream.runtime.intake import interpret, interpret_all
+from agentstream.runtime.intake import interpret_all
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.scheduler import KeyedScheduler
 from agentstream.transports.base import Transport, TransportFatalError
@@ -325,13 +325,15 @@ class AgentWorker:
     async def unpark_released(self) -> int:
         """Queue parked events of released keys on partitions this worker owns; return how many."""
         owned = set(self.transport.assignment())
-        rows = await self.store.parked(self.spec.name, releasable=True)
+        rows = [
+            row
+            for row in await self.store.parked(self.spec.name, releasable=True)
+            if row.id not in self._unparking and row.message.tp in owned
+        ]
+        events = await interpret_all(self.spec, [row.message for row in rows])
         queued = 0
-        for row in rows:
+        for row, event in zip(rows, events, strict=True):
             tp = row.message.tp
-            if row.id in self._unparking or tp not in owned:
-                continue
-            event = interpret(self.spec, row.message)
             event.identity = row.event_id
             event.key = row.key
             event.parked_id = row.id
