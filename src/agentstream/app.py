@@ -33,7 +33,7 @@ from agentstream.llm.pricing import PriceTable
 from agentstream.middleware import Middleware, MiddlewareStack
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.worker import AgentWorker
-from agentstream.startup import warn_about_shared_journal
+from agentstream.startup import check_destinations, check_provider, warn_about_shared_journal
 
 log = logging.getLogger("agentstream.app")
 
@@ -289,6 +289,7 @@ class App:
         """
         specs = self.select(agents)
         check_cost_ceilings(specs, self.provider())
+        check_provider(self.name, specs, self._llm)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         if install_signal_handlers:
@@ -297,15 +298,22 @@ class App:
                     loop.add_signal_handler(sig, stop.set)
         backends = self.backends()
         store = backends.store()
+        relay_transport = backends.transport()
         await store.open()
-        await warn_about_shared_journal(store, [(s.name, self.group_of(s)) for s in specs])
+        try:
+            await warn_about_shared_journal(store, [(s.name, self.group_of(s)) for s in specs])
+            await relay_transport.start()
+            await check_destinations(relay_transport, specs)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await relay_transport.close()
+            await store.close()
+            raise
         if self.admission is not None:
             await self.admission.start(store)
         if self.breaker is not None:
             await self.breaker.start(store)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        relay_transport = backends.transport()
-        await relay_transport.start()
         relay = OutboxRelay(store, relay_transport, owner=owner, lease_s=self.config.lease_s)
         relay_stop = asyncio.Event()
         workers = [

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agentstream.config import RuntimeConfig
+from agentstream.extras import missing_extra_message
 from agentstream.failures import ConfigurationError
 from agentstream.journal.store import Store
 from agentstream.sqlite_db import SqliteDatabase
@@ -75,9 +76,7 @@ def _load(spec: str, kind: str, url: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigurationError(
-            f"{kind} URL {url!r} needs {module_name}, which could not be imported: {exc}"
-        ) from exc
+        raise ConfigurationError(missing_extra_message(exc, f"{kind} URL {url!r}")) from exc
     factory: Callable[..., Any] = getattr(module, attr)
     return factory
 

@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from agentstream.cli._app import cli, console, load_app, run_async, setup_logging
+from agentstream.cli._app import (
+    cli,
+    console,
+    load_app,
+    quiet_http_clients,
+    run_async,
+    setup_logging,
+)
+from agentstream.extras import require
 
 
 @cli.command()
@@ -50,10 +58,14 @@ def run(
         if metrics_port:
             raise typer.BadParameter("--metrics-port serves one process; use --workers 1")
         raise typer.Exit(_supervise(target, agent or [], workers, log_level))
+    if metrics_port is not None or log_json or trace:
+        flags = [("--metrics-port", metrics_port is not None), ("--trace", trace)]
+        require("agentstream.observability", next((f for f, on in flags if on), "--log-json"))
     if log_json:
         from agentstream.observability import configure_json_logging
 
         configure_json_logging(log_level)
+        quiet_http_clients(log_level)
     else:
         setup_logging(log_level)
     # The journal's SQLite thread and the event loop hand work back and forth constantly; the

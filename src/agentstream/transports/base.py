@@ -110,6 +110,19 @@ class Transport(Protocol):
         ...
 
 
+@runtime_checkable
+class DestinationChecker(Protocol):
+    """A transport that can tell, before any record is sent, that a destination is missing."""
+
+    async def check_destinations(self, topics: Sequence[str]) -> None:
+        """Make sure each topic or queue exists (or can be created on first use).
+
+        Raises:
+            ConfigurationError: A destination is missing and will not be created.
+        """
+        ...
+
+
 class IgnoreRebalance:
     """A listener for consumers with nothing to stop on a rebalance (tools, baselines)."""
 

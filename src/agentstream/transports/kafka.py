@@ -137,6 +137,7 @@ class KafkaTransport:
         self._tracker = OffsetTracker()
         self._cooperative = True
         self._closing = False
+        self._probed = False
         self.assignments = 0
         self.revocations = 0
 
@@ -144,7 +145,14 @@ class KafkaTransport:
         return f"KafkaTransport({self.settings.bootstrap!r}, group={self._group!r})"
 
     async def start(self) -> None:
-        """Nothing to connect up front: clients are created when first needed."""
+        """Check once that a broker answers (clients are created when first needed).
+
+        Raises:
+            KafkaUnreachable: No broker answered within ``agentstream.connect_timeout``.
+        """
+        if not self._probed:
+            await self.topics.probe()
+            self._probed = True
 
     async def create_topic(self, topic: str, partitions: int | None = None) -> int:
         """Create a topic if missing; return its partition count."""
@@ -490,6 +498,14 @@ class KafkaTransport:
             return
         await self.topics.ensure({r.topic for r in records})
         await self._sender.send(records)
+
+    async def check_destinations(self, topics: Sequence[str]) -> None:
+        """Make sure every topic exists, creating it unless ``agentstream.create_topics=false``.
+
+        Raises:
+            KafkaTopicError: A topic is missing and may not be created.
+        """
+        await self.topics.ensure(topics)
 
     async def close(self) -> None:
         """Commit what is done, leave the group (revoking through the listener), flush."""

@@ -17,7 +17,9 @@ this transport, not to librdkafka:
 * ``agentstream.replication_factor``: their replication factor (default: the broker's);
 * ``agentstream.create_topics``: create missing topics on subscribe and produce (default true);
 * ``agentstream.fetch_pause_after_s``: how long a pause only holds messages back before it
-  stops librdkafka's fetcher (default 5; see :mod:`agentstream.transports.kafka`).
+  stops librdkafka's fetcher (default 5; see :mod:`agentstream.transports.kafka`);
+* ``agentstream.connect_timeout``: seconds the transport waits for the brokers at start before
+  it fails with one line naming the cause (default 5).
 
 The transport's own defaults (cooperative-sticky assignment, manual commits, idempotent
 producer, reading a new group from the earliest offset) can be overridden the same way, except
@@ -34,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from agentstream.failures import ConfigurationError
+from agentstream.transports.kafka_logs import FoldedLog
 
 _CONSUMER_ONLY = frozenset(
     {
@@ -102,6 +105,8 @@ class KafkaSettings:
     replication_factor: int = -1
     create_topics: bool = True
     fetch_pause_after_s: float = 5.0
+    connect_timeout_s: float = 5.0
+    log: FoldedLog = field(default_factory=FoldedLog, compare=False, repr=False)
 
     def client_id(self) -> str:
         """A client id naming this host and process (visible in broker logs and group tools)."""
@@ -115,6 +120,7 @@ class KafkaSettings:
             "group.id": group,
             "partition.assignment.strategy": "cooperative-sticky",
             "auto.offset.reset": "earliest",
+            "logger": self.log,
             **self.common,
             **self.consumer,
         }
@@ -135,13 +141,19 @@ class KafkaSettings:
             "message.timeout.ms": 20_000,
             # Java clients' partitioner: a key lands where other Kafka clients put it.
             "partitioner": "murmur2_random",
+            "logger": self.log,
             **self.common,
             **self.producer,
         }
 
     def admin_config(self) -> dict[str, Any]:
         """Settings of the admin client (topic creation, metadata)."""
-        return {"bootstrap.servers": self.bootstrap, **self.common, **self.admin}
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "logger": self.log,
+            **self.common,
+            **self.admin,
+        }
 
 
 def _flag(name: str, value: str) -> bool:
@@ -172,6 +184,7 @@ def parse_kafka_url(url: str) -> KafkaSettings:
     replication = -1
     create = True
     fetch_pause_after_s = 5.0
+    connect_timeout = 5.0
     for name, value in parse_qsl(query, keep_blank_values=True):
         prefix, dot, setting = name.partition(".")
         if dot and prefix in scoped:
@@ -184,6 +197,8 @@ def parse_kafka_url(url: str) -> KafkaSettings:
             create = _flag(name, value)
         elif name == "agentstream.fetch_pause_after_s":
             fetch_pause_after_s = _seconds(name, value)
+        elif name == "agentstream.connect_timeout":
+            connect_timeout = _seconds(name, value)
         elif prefix == "agentstream":
             raise ConfigurationError(f"{url!r}: unknown setting {name!r}")
         elif name in _CONSUMER_ONLY:
@@ -202,6 +217,7 @@ def parse_kafka_url(url: str) -> KafkaSettings:
         replication_factor=replication,
         create_topics=create,
         fetch_pause_after_s=fetch_pause_after_s,
+        connect_timeout_s=connect_timeout,
     )
 
 

@@ -42,6 +42,10 @@ class KafkaTopicError(ConfigurationError):
     """A topic could not be found or created (the CLI reports it and exits)."""
 
 
+class KafkaUnreachable(ConfigurationError):
+    """No broker answered at start within ``agentstream.connect_timeout`` (the CLI exits)."""
+
+
 def record_headers(rec: OutgoingRecord) -> list[tuple[str, str | bytes | None]]:
     """The record's headers, plus the output-id header when it has a dedupe id and no such header.
 
@@ -76,6 +80,30 @@ class Topics:
     def close(self) -> None:
         """Drop the admin client (librdkafka destroys it with the last reference)."""
         self._admin = None
+
+    async def probe(self) -> None:
+        """Ask the brokers for metadata once, waiting at most the URL's ``connect_timeout``.
+
+        Raises:
+            KafkaUnreachable: No broker answered; the message names librdkafka's last error.
+        """
+        await asyncio.to_thread(self._probe_sync)
+
+    def _probe_sync(self) -> None:
+        timeout = self.settings.connect_timeout_s
+        folded = self.settings.log
+        folded.quiet = True
+        try:
+            self.admin().list_topics(timeout=timeout)
+        except KafkaException as exc:
+            self.admin().poll(0)  # serves the queued log lines, so last_error is the real cause
+            cause = folded.last_error or str(exc.args[0])
+            raise KafkaUnreachable(
+                f"cannot reach Kafka at {self.settings.bootstrap} within {timeout:g} s ({cause}); "
+                "check the kafka:// URL and that the broker is up"
+            ) from exc
+        finally:
+            folded.quiet = False
 
     async def create(self, topic: str, partitions: int | None = None) -> int:
         """Create ``topic`` if missing; return its partition count."""

@@ -466,6 +466,17 @@ class SQSTransport:
                 frozenset(acknowledged),
             ) from failures[0]
 
+    async def check_destinations(self, topics: Sequence[str]) -> None:
+        """Look up every destination queue (SNS topics are checked on first publish).
+
+        Raises:
+            ConfigurationError: A queue does not exist and creation is off.
+        """
+        await self.start()
+        for topic in topics:
+            if not is_sns_destination(topic):
+                await self.clients.queue(topic)
+
     # -- inspection ------------------------------------------------------------------------
 
     def assignment(self) -> list[TopicPartition]:
