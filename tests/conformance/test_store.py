@@ -634,3 +634,11 @@ async def test_prune_deletes_blobs_that_no_remaining_step_references(make_store)
         "sha256:shared": "b",
         "sha256:fresh": "d",
     }
+
+
+async def test_agents_lists_every_agent_with_an_event_once(make_store):
+    store = await make_store(FakeClock())
+    assert await store.agents() == []
+    for agent, event_id in (("triage", "e1"), ("fraud", "e1"), ("triage", "e2")):
+        await store.claim(agent, event_id, owner="w1", lease_s=10, meta=META)
+    assert await store.agents() == ["fraud", "triage"]

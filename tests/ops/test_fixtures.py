@@ -179,7 +179,7 @@ async def test_the_replay_command_verifies_the_history_and_writes_shadow_reports
         "examples.refund_desk_candidate:app",
         "--run-id",
         "cli-run",
-        "--json",
+        "--json-out",
         str(json_path),
         "--html",
         str(html_path),

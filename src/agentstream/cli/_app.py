@@ -8,12 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agentstream.app import App
+from agentstream.extras import extra_of, missing_extra_message
 from agentstream.failures import ConfigurationError
 
 T = TypeVar("T")
@@ -23,10 +25,25 @@ cli = typer.Typer(
     help="Run LLM agents on Kafka, SQS or the embedded log with exactly-once decisions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+class NotFound(ConfigurationError):
+    """What a command was asked about is not there (exit code 1, not a usage error)."""
+
+
+def print_error(message: str) -> None:
+    """Print one ``error:`` line on stderr, not wrapped at the terminal's width."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one ``error:`` line on stderr and exit with ``code`` (1: an error, 2: usage)."""
+    print_error(message)
+    raise typer.Exit(code)
 
 
 def load_app(target: str) -> App:
@@ -39,6 +56,8 @@ def load_app(target: str) -> App:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if extra_of(exc) is not None:
+            raise ConfigurationError(missing_extra_message(exc, f"app {target!r}")) from exc
         raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
     app = getattr(module, attr, None)
     if not isinstance(app, App):
@@ -47,18 +66,25 @@ def load_app(target: str) -> App:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine, turning configuration errors into a clean exit."""
+    """Run a coroutine, turning configuration errors into one line and exit code 1."""
     try:
         return asyncio.run(coro)
     except ConfigurationError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail(str(exc))
 
 
 def setup_logging(level: str) -> None:
-    """Plain log lines on stderr."""
+    """Plain log lines on stderr; httpx's per-request lines only at DEBUG."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    quiet_http_clients(level)
+
+
+def quiet_http_clients(level: str) -> None:
+    """Httpx and httpcore log every request at INFO; keep them to WARNING unless DEBUG."""
+    if level.upper() != "DEBUG":
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agentstream.backends import DEFAULT_URL, Backends
+from agentstream.backends import DEFAULT_URL, Backends, scheme_of, sqlite_path
 from agentstream.event import text_of
 from agentstream.failures import ConfigurationError
 from agentstream.journal.records import EventRecord, OutboxRow, StepKind, StepRecord
@@ -87,9 +88,45 @@ def urls(store: str | None, broker: str | None) -> tuple[str, str]:
     return broker_url, f"sqlite:///{found[0].name}" if found else broker_url
 
 
+def require_journal(url: str) -> None:
+    """Refuse a SQLite journal file that does not exist: reading must never create one.
+
+    Raises:
+        ConfigurationError: The file is missing (a typo, or another folder).
+    """
+    if scheme_of(url) == "sqlite" and not Path(sqlite_path(url)).exists():
+        raise ConfigurationError(
+            f"no journal at {sqlite_path(url)} (the file does not exist); pass the app's "
+            "journal with --store, e.g. --store sqlite:///support.journal.db"
+        )
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse, before any work, an output file that could not be written at the end.
+
+    Raises:
+        ConfigurationError: Its folder is missing or not writable, or it is a folder.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigurationError(f"{option} {path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise ConfigurationError(f"{option} {path}: the folder {folder} does not exist")
+    target = path if path.exists() else folder
+    if not os.access(target, os.W_OK):
+        raise ConfigurationError(f"{option} {path}: {target} is not writable")
+
+
 @asynccontextmanager
-async def open_store(backends: Backends) -> AsyncIterator[Store]:
-    """The journal of ``backends``, opened and closed around the block."""
+async def open_store(backends: Backends, *, create: bool = False) -> AsyncIterator[Store]:
+    """The journal of ``backends``, opened and closed around the block.
+
+    Args:
+        backends: Where the journal is.
+        create: Create a missing SQLite journal (only commands that write new history).
+    """
+    if not create:
+        require_journal(backends.store_url)
     store = backends.store()
     await store.open()
     try:

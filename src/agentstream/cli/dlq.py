@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from agentstream.backends import Backends
-from agentstream.cli._app import cli, console, err_console, run_async
+from agentstream.cli._app import NotFound, cli, console, err_console, run_async
 from agentstream.cli._inspect import (
     BrokerOption,
     JsonOption,
@@ -60,7 +60,7 @@ async def _select(
         found = [await store.get_dead_letter(i) for i in ids]
         missing = [i for i, f in zip(ids, found, strict=True) if f is None]
         if missing:
-            raise typer.BadParameter(f"no dead letter with id {missing}")
+            raise NotFound(f"no dead letter with id {missing}")
         return [f for f in found if f is not None]
     return await store.dead_letters(
         agent=agent,
@@ -152,7 +152,7 @@ def show(
         async with open_store(Backends(*urls(store, broker))) as s:
             letter = await s.get_dead_letter(dead_letter_id)
             if letter is None:
-                raise typer.BadParameter(f"no dead letter with id {dead_letter_id}")
+                raise NotFound(f"no dead letter with id {dead_letter_id}")
             return {
                 "letter": letter,
                 "event": await s.get_event(letter.agent, letter.event_id),

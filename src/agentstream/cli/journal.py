@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from agentstream.backends import Backends
-from agentstream.cli._app import cli, console, run_async
+from agentstream.cli._app import NotFound, cli, console, run_async
 from agentstream.cli._inspect import (
     BrokerOption,
     JsonOption,
@@ -98,7 +98,7 @@ def show(
         async with open_store(Backends(*urls(store, broker))) as s:
             found = await s.list_events(agent=agent, event_ids=[event_id], limit=None)
             if not found:
-                raise typer.BadParameter(f"no event {event_id!r} in the journal")
+                raise NotFound(f"no event {event_id!r} in the journal")
             if len(found) > 1:
                 agents = sorted(e.agent for e in found)
                 raise typer.BadParameter(f"event {event_id!r} exists for {agents}; pass --agent")
@@ -197,7 +197,7 @@ def import_(
     """Load a history into a journal (for replay; never into a live one you care about)."""
 
     async def go() -> int:
-        async with open_store(Backends(*urls(store, broker))) as s:
+        async with open_store(Backends(*urls(store, broker)), create=True) as s:
             return await import_history(s, agent, path)
 
     console.print(f"imported {run_async(go())} event(s) from {path}")

@@ -14,7 +14,7 @@ import typer
 from rich.progress import Progress
 
 from agentstream.backends import DEFAULT_URL, Backends
-from agentstream.cli._app import cli, console, err_console, run_async
+from agentstream.cli._app import cli, console, err_console, fail, run_async
 from agentstream.event import OutgoingRecord
 
 BATCH = 500
@@ -139,7 +139,10 @@ def produce(
         err_console.print("[red]--envelope and --cloudevents do not go together[/red]")
         raise typer.Exit(2)
     options = None if cloudevents is None else CloudEventsOptions(cloudevents, ce_type, ce_source)
-    stream = sys.stdin if file == "-" else Path(file).open(encoding="utf-8")  # noqa: SIM115
+    try:
+        stream = sys.stdin if file == "-" else Path(file).open(encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
     with stream:
         lines = [ln for ln in stream if ln.strip()]
     records: list[OutgoingRecord] = []

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 
 from agentstream.backends import Backends
-from agentstream.cli._app import cli, console, load_app, run_async
-from agentstream.cli._inspect import open_store, parse_time
+from agentstream.cli._app import cli, console, err_console, load_app, run_async
+from agentstream.cli._inspect import JsonOption, check_writable, open_store, parse_time
 from agentstream.replay import Selection, replay_recorded, replay_shadow
 from agentstream.replay.report import print_recorded, print_shadow, report_html, report_json
 
@@ -55,7 +55,10 @@ def replay(
     ] = None,
     key: Annotated[str | None, typer.Option("--key", "-k", help="Only this ordering key.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many events.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    as_json: JsonOption = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json-out", help="Also write the JSON report to this file.")
+    ] = None,
     html_out: Annotated[
         Path | None, typer.Option("--html", help="Shadow: write the HTML report here.")
     ] = None,
@@ -71,6 +74,9 @@ def replay(
 
     Recorded mode exits 1 when any event does not reproduce byte for byte.
     """
+    for option, path in (("--json-out", json_out), ("--html", html_out)):
+        if path is not None:
+            check_writable(path, option)
     app = load_app(target)
     low, high = _offsets(offsets)
     selection = Selection(
@@ -89,19 +95,21 @@ def replay(
         async def recorded() -> bool:
             async with open_store(backends) as s:
                 report = await replay_recorded(app, agent, s, selection, fail_fast=fail_fast)
-            print_recorded(report, console)
+            text = json.dumps(
+                {
+                    "agent": report.agent,
+                    "model_calls": report.model_calls,
+                    "seconds": report.seconds,
+                    "results": [r.__dict__ for r in report.results],
+                },
+                indent=2,
+            )
+            if as_json:
+                print(text)
+            else:
+                print_recorded(report, console)
             if json_out is not None:
-                json_out.write_text(
-                    json.dumps(
-                        {
-                            "agent": report.agent,
-                            "model_calls": report.model_calls,
-                            "seconds": report.seconds,
-                            "results": [r.__dict__ for r in report.results],
-                        },
-                        indent=2,
-                    )
-                )
+                json_out.write_text(text)
             return report.ok
 
         if not run_async(recorded()):
@@ -123,12 +131,16 @@ def replay(
                 candidate_name=candidate,
                 run_id=run_id,
             )
-        print_shadow(report, console)
+        text = json.dumps(report_json(report), indent=2, ensure_ascii=False)
+        if as_json:
+            print(text)
+        else:
+            print_shadow(report, console)
         if json_out is not None:
-            json_out.write_text(json.dumps(report_json(report), indent=2, ensure_ascii=False))
-            console.print(f"JSON report: {json_out}")
+            json_out.write_text(text)
+            err_console.print(f"JSON report: {json_out}")
         if html_out is not None:
             html_out.write_text(report_html(report), encoding="utf-8")
-            console.print(f"HTML report: {html_out}")
+            err_console.print(f"HTML report: {html_out}")
 
     run_async(shadow())

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 from typing import Annotated
 
 import typer
 
-from agentstream.cli._app import cli, console, setup_logging
+from agentstream.cli._app import cli, console, fail, setup_logging
 from agentstream.llm.sim_server import SimulatorServer
 from agentstream.llm.simulator import SimulatorConfig
 
@@ -71,7 +72,12 @@ def simulate_llm(
         max_completion_tokens=max_completion_tokens,
     )
     server = SimulatorServer(config, host=host, port=port, call_log=call_log)
-    asyncio.run(_serve(server))
+    try:
+        asyncio.run(_serve(server))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        fail(f"port {port} on {host} is in use; pick another with --port (0 picks a free one)")
 
 
 async def _serve(server: SimulatorServer) -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from agentstream.backends import Backends
 from agentstream.cli._app import cli, console, load_app, run_async
-from agentstream.cli._inspect import urls
+from agentstream.cli._inspect import JsonOption, dumps, open_store, urls
 from agentstream.event import TopicPartition
 from agentstream.llm.breaker_state import (
     BreakerState,
@@ -47,6 +47,7 @@ def status(
         list[str] | None,
         typer.Option(help="A worker's metrics URL (http://host:port/metrics); repeatable."),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show events per state, dead letters, parked events, usage, lag and live counters."""
     groups: dict[str, tuple[str, list[str]]] = {}
@@ -56,25 +57,49 @@ def status(
         store = store or app.store_url
         groups = {s.name: (app.group_of(s), [s.source]) for s in app.agents.values()}
     broker, store = urls(store, broker)
-    run_async(_status(broker, store, groups))
+    run_async(_status(broker, store, groups, as_json))
     if metrics:
         _show_metrics(metrics)
 
 
-async def _status(broker: str, store_url: str, groups: dict[str, tuple[str, list[str]]]) -> None:
+async def _status(
+    broker: str, store_url: str, groups: dict[str, tuple[str, list[str]]], as_json: bool
+) -> None:
     backends = Backends(broker, store_url)
-    store = backends.store()
-    await store.open()
-    try:
-        events = await store.list_events(limit=1)
-        agents = sorted({*groups, *(e.agent for e in events)})
+    async with open_store(backends) as store:
+        agents = sorted({*groups, *await store.agents()})
         counts = {a: await store.counts(a) for a in agents} if agents else {}
         if not agents:
             counts = {"(all)": await store.counts()}
         open_letters = await store.dead_letters(status="dead", limit=None)
         breakers = await _breakers(store)
-    finally:
-        await store.close()
+    by_class = Counter((d.agent, d.failure_class) for d in open_letters)
+    lags = await _lags(backends, groups) if groups else None
+    if as_json:
+        print(
+            dumps(
+                {
+                    "journal": store_url,
+                    "broker": broker,
+                    "agents": counts,
+                    "open_dead_letters": [
+                        {"agent": a, "failure_class": cls, "count": n}
+                        for (a, cls), n in sorted(by_class.items())
+                    ],
+                    "lag": lags,
+                    "breakers": {
+                        name: {
+                            "state": str(b.status),
+                            "failures": b.failures,
+                            "opened_at": b.opened_at,
+                            "reason": b.reason,
+                        }
+                        for name, b in breakers.items()
+                    },
+                }
+            )
+        )
+        return
     table = Table(title=f"journal {store_url}")
     columns = ("agent", "completed", "in flight", "pending retry", "dead", "open DLQ", "parked")
     for col in columns:
@@ -91,7 +116,6 @@ async def _status(broker: str, store_url: str, groups: dict[str, tuple[str, list
         )
     console.print(table)
     if open_letters:
-        by_class = Counter((d.agent, d.failure_class) for d in open_letters)
         dlq = Table(title="open dead letters by class")
         for col in ("agent", "failure class", "count"):
             dlq.add_column(col)
@@ -100,31 +124,48 @@ async def _status(broker: str, store_url: str, groups: dict[str, tuple[str, list
         console.print(dlq)
     if breakers:
         _show_breakers(breakers)
-    if not groups:
+    if lags is None:
         return
-    transport = backends.transport()
-    if not isinstance(transport, GroupInspector):
+    if not lags:
         console.print(f"(lag is not available for {broker})")
         return
+    lag = Table(title=f"consumer lag on {broker}")
+    for col in ("agent", "group", "partition", "committed", "end", "lag"):
+        lag.add_column(col)
+    for row in lags:
+        lag.add_row(*(_fmt(row[k]) for k in ("agent", "group", "partition", "committed", "end")),
+                    _fmt(row["lag"]))  # fmt: skip
+    console.print(lag)
+
+
+async def _lags(
+    backends: Backends, groups: dict[str, tuple[str, list[str]]]
+) -> list[dict[str, Any]]:
+    """Committed offset, end and lag per partition of each agent's group (empty: not known)."""
+    transport = backends.transport()
+    if not isinstance(transport, GroupInspector):
+        return []
     await transport.start()
+    rows: list[dict[str, Any]] = []
     try:
-        lag = Table(title=f"consumer lag on {broker}")
-        for col in ("agent", "group", "partition", "committed", "end", "lag"):
-            lag.add_column(col)
         for agent, (group, topics) in groups.items():
             offsets = await transport.group_offsets(group, topics)
             for tp, (committed, end) in sorted(offsets.items()):
-                lag.add_row(
-                    agent,
-                    group,
-                    str(TopicPartition(*tp)),
-                    _fmt(committed),
-                    _fmt(end),
-                    _fmt(None if committed is None or end is None else max(0, end - committed)),
+                rows.append(
+                    {
+                        "agent": agent,
+                        "group": group,
+                        "partition": str(TopicPartition(*tp)),
+                        "committed": committed,
+                        "end": end,
+                        "lag": None
+                        if committed is None or end is None
+                        else max(0, end - committed),
+                    }
                 )
-        console.print(lag)
     finally:
         await transport.close()
+    return rows
 
 
 async def _breakers(store: Store) -> dict[str, BreakerState]:
@@ -215,5 +256,5 @@ def _show_metrics(urls: list[str]) -> None:
     console.print(table)
 
 
-def _fmt(value: int | None) -> str:
+def _fmt(value: object) -> str:
     return "-" if value is None else str(value)

@@ -183,6 +183,11 @@ class JournalReads:
         sql, args = parked_query(self.prefix, agent, key=key, releasable=releasable, limit=limit)
         return [parked_from_row(r) for r in await self.select(sql, args)]
 
+    async def agents(self) -> list[str]:
+        """Every agent with at least one event in the journal, sorted."""
+        rows = await self.select(f"SELECT DISTINCT agent FROM {self.prefix}as_events ORDER BY agent")
+        return [str(r[0]) for r in rows]
+
     async def counts(self, agent: str | None = None) -> dict[str, int]:
         """Events per state, plus dead letters (all and open), parked and pending outbox."""
         cond, args = ("", ()) if agent is None else ("AND agent = ?", (agent,))

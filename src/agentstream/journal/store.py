@@ -234,6 +234,10 @@ class OperatorTools(Protocol):
         """Events per state, plus dead_letters, dead_letters_open, parked and outbox_pending."""
         ...
 
+    async def agents(self) -> list[str]:
+        """Every agent with at least one event in the journal, sorted."""
+        ...
+
     async def redrive(
         self,
         agent: str,

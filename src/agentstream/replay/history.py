@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agentstream.event import Message, OutgoingRecord
+from agentstream.failures import ConfigurationError
 from agentstream.journal.blobs import expand_steps
 from agentstream.journal.records import (
     Completion,
@@ -100,13 +101,25 @@ async def export_history(store: Store, agent: str, path: str | Path) -> int:
 
 
 async def import_history(store: Store, agent: str, path: str | Path) -> int:
-    """Load a history file into a journal as completed events; return how many."""
+    """Load a history file into a journal as completed events; return how many.
+
+    Nothing is written when any of its events is already in the journal (a second import).
+
+    Raises:
+        ConfigurationError: Some events are already there.
+    """
     count = 0
     text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        item = json.loads(line)
+    items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    ids = [str(item["event_id"]) for item in items]
+    present = await store.list_events(agent=agent, event_ids=ids, limit=None) if ids else []
+    if present:
+        raise ConfigurationError(
+            f"{len(present)} of the {len(ids)} events in {path} are already in the journal "
+            f"for agent {agent!r} (e.g. {present[0].event_id!r}), so nothing was imported; "
+            "import into an empty journal (--store sqlite:///replay.db)"
+        )
+    for item in items:
         m = item["message"]
         message = Message(
             topic=m["topic"],

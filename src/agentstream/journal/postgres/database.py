@@ -24,7 +24,7 @@ from psycopg import errors
 from agentstream.failures import ConfigurationError, TransientError
 from agentstream.journal.postgres.schema import migrate, quote_ident
 
-__all__ = ["Conn", "PostgresDatabase", "parse_postgres_url"]
+__all__ = ["Conn", "JournalUnavailable", "PostgresDatabase", "parse_postgres_url"]
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -33,6 +33,10 @@ DEFAULT_SCHEMA = "agentstream"
 DEFAULT_POOL_SIZE = 8
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _RETRIES = 6
+
+
+class JournalUnavailable(ConfigurationError):
+    """The journal's server could not be reached or refused us when it was opened."""
 
 
 def parse_postgres_url(url: str) -> tuple[str, str, int]:
@@ -104,6 +108,7 @@ class PostgresDatabase:
         self._opening = self._opening or asyncio.Lock()
         async with self._opening:
             if self._pool is None:
+                await self._probe()
                 pool: psycopg_pool.AsyncConnectionPool[Conn] = psycopg_pool.AsyncConnectionPool(
                     self.conninfo,
                     min_size=1,
@@ -127,6 +132,25 @@ class PostgresDatabase:
                     raise
                 self._pool = pool
             self._users += 1
+
+    async def _probe(self) -> None:
+        """Connect once, bounded, so a wrong URL fails at once with the server's own words.
+
+        The pool would retry in the background and hide "database ... does not exist" in a
+        warning until its timeout.
+
+        Raises:
+            JournalUnavailable: The server cannot be reached or refused the connection.
+        """
+        options: dict[str, Any] = {}
+        if "connect_timeout" not in self.conninfo:
+            options["connect_timeout"] = 5
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.conninfo, **options)
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split())
+            raise JournalUnavailable(f"cannot open the PostgreSQL journal: {reason}") from exc
+        await conn.close()
 
     async def close(self) -> None:
         """Close the pool once its last user has closed."""
