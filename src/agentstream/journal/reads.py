@@ -185,7 +185,8 @@ class JournalReads:
 
     async def agents(self) -> list[str]:
         """Every agent with at least one event in the journal, sorted."""
-        rows = await self.select(f"SELECT DISTINCT agent FROM {self.prefix}as_events ORDER BY agent")
+        sql = f"SELECT DISTINCT agent FROM {self.prefix}as_events ORDER BY agent"
+        rows = await self.select(sql)
         return [str(r[0]) for r in rows]
 
     async def counts(self, agent: str | None = None) -> dict[str, int]:
