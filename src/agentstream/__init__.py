@@ -33,6 +33,7 @@ from agentstream.failures import (
     TransientError,
     UndecodablePayload,
 )
+from agentstream.integrations.tools import effect, idempotency_key, step
 from agentstream.llm.base import LLMProvider, LLMRequest, LLMResponse, ToolCall, Usage
 from agentstream.middleware import Middleware
 
@@ -80,4 +81,7 @@ __all__ = [
     "Usage",
     "__version__",
     "current_context",
+    "effect",
+    "idempotency_key",
+    "step",
 ]

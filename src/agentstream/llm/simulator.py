@@ -75,6 +75,8 @@ class SimulatorConfig:
         refusal_rate: Share of answers that are refusals.
         tool_call_rate: Chance of a tool call when tools are offered and the last message is
             not a tool result.
+        tool_calls_per_answer: Tool calls in one answer that calls tools (each a random tool
+            with random arguments; more than one asks the client for parallel tool calls).
         context_window: Prompt tokens above this get a context-length error.
         max_completion_tokens: Longest free-text answer in tokens.
         reported_cost_usd: When set, every answer carries this cost in the
@@ -94,6 +96,7 @@ class SimulatorConfig:
     schema_invalid_rate: float = 0.0
     refusal_rate: float = 0.0
     tool_call_rate: float = 0.7
+    tool_calls_per_answer: int = 1
     context_window: int = 128_000
     max_completion_tokens: int = 60
     reported_cost_usd: float | None = None
@@ -289,16 +292,21 @@ class LLMSimulator:
             message["refusal"] = "I'm sorry, but I can't help with that request."
             finish = "stop"
         elif wants_tool:
-            tool = rng.choice(tools)
-            fn = tool.get("function", tool)
-            args = random_instance(fn.get("parameters") or {"type": "object"}, rng)
-            message["tool_calls"] = [
-                {
-                    "id": f"call_{uuid.UUID(int=rng.getrandbits(128)).hex[:24]}",
-                    "type": "function",
-                    "function": {"name": fn.get("name", "tool"), "arguments": json.dumps(args)},
-                }
-            ]
+            message["tool_calls"] = []
+            for _ in range(max(1, cfg.tool_calls_per_answer)):
+                fn = rng.choice(tools)
+                fn = fn.get("function", fn)
+                args = random_instance(fn.get("parameters") or {"type": "object"}, rng)
+                message["tool_calls"].append(
+                    {
+                        "id": f"call_{uuid.UUID(int=rng.getrandbits(128)).hex[:24]}",
+                        "type": "function",
+                        "function": {
+                            "name": fn.get("name", "tool"),
+                            "arguments": json.dumps(args),
+                        },
+                    }
+                )
             finish = "tool_calls"
         elif fmt.get("type") in ("json_schema", "json_object"):
             schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
