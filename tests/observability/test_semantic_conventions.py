@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -118,8 +122,8 @@ def test_error_type_is_the_qualified_exception_class():
     assert error_type(TimeoutError()) == "TimeoutError"
 
 
-def test_run_with_trace_prints_spans_with_the_console_exporter(tmp_path: Path):
-    # Given an app on the embedded log with one event waiting
+def traced_app(tmp_path: Path, **otel: str) -> dict[str, str]:
+    """An app file on the embedded log with one event waiting; the environment to run it."""
     db = tmp_path / "as.db"
     app_file = tmp_path / "traced_app.py"
     app_file.write_text(
@@ -133,13 +137,18 @@ def test_run_with_trace_prints_spans_with_the_console_exporter(tmp_path: Path):
     env = {
         **os.environ,
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "OTEL_TRACES_EXPORTER": "console",
         "OTEL_SERVICE_NAME": "triage-svc",
+        **otel,
     }
     feed = tmp_path / "feed.jsonl"
     feed.write_text('{"text": "hi"}\n')
     produce = [sys.executable, "-m", "agentstream", "produce", "tickets", str(feed)]
     subprocess.run([*produce, "--broker", f"sqlite:///{db}"], env=env, check=True, timeout=60)
+    return env
+
+
+def test_run_with_trace_prints_spans_with_the_console_exporter(tmp_path: Path):
+    env = traced_app(tmp_path, OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none")
     # When it runs with --trace until the event is done (then SIGINT stops it)
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentstream", "run", "traced_app:app", "--trace"],
@@ -159,6 +168,96 @@ def test_run_with_trace_prints_spans_with_the_console_exporter(tmp_path: Path):
     assert '"name": "chat sim-1"' in out
     assert '"messaging.system": "agentstream_embedded"' in out
     assert '"service.name": "triage-svc"' in out
+
+
+def test_run_with_trace_sends_spans_and_genai_metrics_over_otlp(tmp_path: Path):
+    # Given an OTLP/HTTP collector stand-in on loopback and the standard OTLP settings
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    with otlp_collector() as (endpoint, received):
+        env = traced_app(
+            tmp_path,
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="100",
+            OTEL_METRIC_EXPORT_INTERVAL="300",
+        )
+        env.pop("OTEL_TRACES_EXPORTER", None)  # unset: OTLP, since the exporter is installed
+        env.pop("OTEL_METRICS_EXPORTER", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agentstream", "run", "traced_app:app", "--trace"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def names() -> tuple[set[str], set[str]]:
+            spans, metrics = set(), set()
+            for path, body in list(received):
+                if path == "/v1/traces":
+                    req = ExportTraceServiceRequest.FromString(body)
+                    spans |= {
+                        s.name for r in req.resource_spans for ss in r.scope_spans for s in ss.spans
+                    }
+                elif path == "/v1/metrics":
+                    mreq = ExportMetricsServiceRequest.FromString(body)
+                    metrics |= {
+                        m.name
+                        for r in mreq.resource_metrics
+                        for sm in r.scope_metrics
+                        for m in sm.metrics
+                    }
+            return spans, metrics
+
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                spans, metrics = names()
+                if {"process tickets", "chat sim-1"} <= spans and (
+                    "gen_ai.client.token.usage" in metrics
+                ):
+                    break
+                time.sleep(0.2)
+        finally:
+            proc.send_signal(2)
+            proc.wait(timeout=30)
+    # Then the spans and the GenAI metrics left the process over OTLP
+    spans, metrics = names()
+    assert {"process tickets", "chat sim-1"} <= spans
+    assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration"} <= metrics
+
+
+@contextmanager
+def otlp_collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+    """An OTLP/HTTP receiver on loopback that keeps every request body (protobuf)."""
+    received: list[tuple[str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def _read_until(proc: subprocess.Popen[bytes], needle: str, timeout_s: float) -> str:
