@@ -242,7 +242,7 @@ async def run_chaos(
         "CHAOS_SOURCE": plan.source,
         "CHAOS_OUTPUT": plan.output,
         "CHAOS_DLQ": plan.dlq,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         **plan.extra_env,
     }
     backends = Backends(plan.broker, plan.store)

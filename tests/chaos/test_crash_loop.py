@@ -26,7 +26,11 @@ async def test_a_message_that_kills_the_worker_is_dead_lettered_after_its_attemp
         *[Ticket(ticket_id=f"A{i}", customer_id="c0", seq=i) for i in range(5)],
     ]
     await AppHarness(app).produce("tickets", stream, key=lambda t: t.customer_id)
-    env = {**os.environ, "CRASH_DB": f"sqlite:///{db}", "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "CRASH_DB": f"sqlite:///{db}",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     crashes = 0
     deadline = time.monotonic() + 90
     store = SqliteStore(db)
