@@ -328,6 +328,7 @@ class App:
                 group=self.group_of(spec),
                 relay=relay,
                 rate_limit_retry=self.admission.retry if self.admission is not None else None,
+                lease_store=lambda: self.backends().store(),
             )
             for spec in specs
         ]

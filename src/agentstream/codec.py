@@ -75,11 +75,3 @@ def return_adapter(fn: Callable[..., Any]) -> pydantic.TypeAdapter[Any] | None:
     if typing.get_origin(ret) in (Awaitable, typing.Coroutine):
         ret = typing.get_args(ret)[-1]
     return _adapter(ret)
-
-
-async def call_maybe_async(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn`` and await the result when it is awaitable."""
-    result = fn(*args, **kwargs)
-    if inspect.isawaitable(result):
-        result = await result
-    return result

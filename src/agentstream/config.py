@@ -40,6 +40,18 @@ class RuntimeConfig(BaseModel):
     park_sweep_s: float = Field(
         1.0, gt=0, description="Strict ordering: how often released parked events are resumed."
     )
+    user_threads: int = Field(
+        32,
+        ge=1,
+        description="Threads that run synchronous user code (effects, steps, reconcile, tools); "
+        "such code never runs on the event loop.",
+    )
+    loop_stall_s: float = Field(
+        1.0,
+        gt=0,
+        description="An event-loop stall longer than this is logged and counted "
+        "(agentstream_loop_stalls_total).",
+    )
     retention_s: float = Field(
         7 * 86400.0,
         gt=0,

@@ -13,6 +13,18 @@ Effects follow the intent ledger: the intent is recorded (``started``) before th
 result (``done``) after. An intent found ``started`` on resume means the worker died between the
 call and its record; it is reconciled through ``reconcile(idempotency_key)``, retried with the
 same key when declared ``idempotent``, or else marked ``unknown`` and the event dead-lettered.
+
+User callables (step functions, effects, reconcile) run through
+:class:`~agentstream.usercode.UserCode`: sync ones in a thread pool, never on the event loop.
+Under a worker's lease, no journaled step starts once the claim is lost or about to run out
+(``LeaseLostError``), and an async model call, step or effect in flight is cancelled when the
+lease runs out under it.
+
+The effect boundary is guarded: before an effect's function is called, the claim is confirmed
+in the journal (fenced by epoch) with at least the effect's ``timeout`` left, extending the
+lease to cover it; the intent records that deadline (``meta["deadline"]``). A worker that takes
+over an intent left ``started`` under an earlier epoch waits until that deadline has passed
+before it reconciles or retries, so the earlier owner's call has finished or been given up.
 """
 
 from __future__ import annotations
@@ -25,10 +37,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from agentstream.agent import AgentSpec, NonDeterminismPolicy
-from agentstream.codec import call_maybe_async, fingerprint, return_adapter, to_jsonable
+from agentstream.codec import fingerprint, return_adapter, to_jsonable
 from agentstream.event import Event, Headers, OutgoingRecord, headers_from_mapping
 from agentstream.failures import (
     EffectOutcomeUnknown,
+    EffectTimeoutError,
+    FencedError,
     NonDeterminismError,
     RateLimitedError,
     StepNotRecorded,
@@ -51,13 +65,21 @@ from agentstream.middleware import (
 )
 from agentstream.outputs import Emitted, build_outputs
 from agentstream.steps import STEP_KEY, StepIndex
+from agentstream.usercode import UserCode, is_async_callable
 
 if TYPE_CHECKING:
     from agentstream.journal.store import EventJournal
     from agentstream.llm.admission import RateLimitRetry
     from agentstream.llm.base import LLMProvider
+    from agentstream.runtime.leases import Lease
 
 T = TypeVar("T")
+
+DEFAULT_EFFECT_TIMEOUT_S = 30.0
+"""How long an effect may run (``ctx.effect(..., timeout=...)``) unless the agent says."""
+
+_LEASE_SLACK_S = 1.0
+"""Lease kept beyond an effect's deadline, so the deadline passes before the claim can move."""
 
 
 class RecordedAnswers(Protocol):
@@ -112,8 +134,12 @@ class Context:
         clock: Callable[[], float] = time.time,
         answers: RecordedAnswers | None = None,
         rate_limit_retry: RateLimitRetry | None = None,
+        lease: Lease | None = None,
+        user_code: UserCode | None = None,
     ) -> None:
         self.event = event
+        self._lease = lease
+        self._user = user_code or UserCode()
         self._answers = answers
         self.attempt = attempt
         self._spec = spec
@@ -218,14 +244,15 @@ class Context:
         """
         request = {"args": to_jsonable(args), "kwargs": to_jsonable(kwargs)}
         adapter = return_adapter(fn)
-        value = await self._journaled(
-            StepKind.STEP,
-            name,
-            request,
-            lambda _seq: call_maybe_async(fn, *args, **kwargs),
-            meta={},
-            key=key,
-        )
+
+        def execute(_seq: int) -> Awaitable[Any]:
+            call = self._user.call(fn, *args, **kwargs)
+            # An async step can be cut off when the lease runs out; a thread cannot.
+            if self._lease is not None and is_async_callable(fn):
+                return self._lease.bound(lambda: call)
+            return call
+
+        value = await self._journaled(StepKind.STEP, name, request, execute, meta={}, key=key)
         return value if adapter is None else adapter.validate_python(value)  # type: ignore[no-any-return]
 
     async def effect(
@@ -236,6 +263,7 @@ class Context:
         reconcile: Callable[[str], Any] | None = None,
         idempotent: bool = False,
         key: str | None = None,
+        timeout: float = DEFAULT_EFFECT_TIMEOUT_S,  # noqa: ASYNC109 - the effect's deadline
         **kwargs: Any,
     ) -> T:
         """Perform a side effect exactly once per event, through the intent ledger.
@@ -251,11 +279,18 @@ class Context:
                 deduplicates), so an unfinished intent is simply retried.
             key: Names this call among the event's effects of ``name`` (a tool call id, say);
                 default: its occurrence of ``name``.
+            timeout: Longest time the call may take (default 30 s). The claim is extended to
+                cover it before the call and the intent records the deadline; a worker taking
+                over waits for it before reconciling. An async ``fn`` still running at the
+                deadline is cancelled (:class:`EffectTimeoutError`, retried and reconciled);
+                a sync one cannot be, so set it above the call's own client timeout.
             **kwargs: Keyword arguments for ``fn``.
 
         Raises:
             EffectOutcomeUnknown: A previous attempt started the effect, and neither
                 ``reconcile`` nor ``idempotent`` allows finding out or repeating safely.
+            FencedError: The claim moved on before the effect could be guarded.
+            LeaseLostError: The claim was lost or is running out; the effect was not called.
         """
         idem = kwargs.get("idempotency_key")
         idem_key = str(idem) if idem is not None else self.key(name)
@@ -297,8 +332,10 @@ class Context:
                 )
             reconciled = False
             if rec is not None and rec.status == StepStatus.STARTED:
+                await self._wait_for_earlier_owner(rec)
                 if reconcile is not None:
-                    found = await call_maybe_async(reconcile, idem_key)
+                    self._check_lease()
+                    found = await self._user.call(reconcile, idem_key)
                     if found is not None:
                         result, reconciled = to_jsonable(found), True
                 elif not idempotent:
@@ -310,6 +347,7 @@ class Context:
                         "it cannot be repeated safely"
                     )
             if not reconciled:
+                deadline = await self._guard_effect(timeout)
                 intent = StepRecord(
                     seq=seq,
                     kind=StepKind.EFFECT,
@@ -318,10 +356,11 @@ class Context:
                     status=StepStatus.STARTED,
                     request=request,
                     idempotency_key=idem_key,
+                    meta={"deadline": deadline},
                     started_at=self._clock(),
                 )
                 await self._write(intent)
-                result = to_jsonable(await call_maybe_async(fn, *args, **kwargs))
+                result = to_jsonable(await self._run_effect(name, fn, args, kwargs, deadline))
             done = StepRecord(
                 seq=seq,
                 kind=StepKind.EFFECT,
@@ -339,22 +378,75 @@ class Context:
         await self._after_step(seq, StepKind.EFFECT, name, replayed, started)
         return result if adapter is None else adapter.validate_python(result)  # type: ignore[no-any-return]
 
+    def _check_lease(self) -> None:
+        if self._lease is not None:
+            self._lease.check()
+
+    async def _wait_for_earlier_owner(self, rec: StepRecord) -> None:
+        """Wait out the deadline of an intent another (earlier) claim left ``started``."""
+        deadline = rec.meta.get("deadline") if isinstance(rec.meta, dict) else None
+        if rec.epoch >= self._epoch or not isinstance(deadline, int | float):
+            return
+        while (left := float(deadline) - self._clock()) > 0:
+            self._check_lease()
+            await asyncio.sleep(min(left, 0.5))
+
+    async def _guard_effect(self, seconds: float) -> float:
+        """Confirm the claim in the journal with ``seconds`` left; return the effect's deadline.
+
+        The confirmation is a fenced lease extension: it fails if another worker's claim
+        replaced ours, and afterwards nobody can claim the event before the deadline has passed.
+        """
+        self._check_lease()
+        if self._lease is None:
+            return self._clock() + seconds
+        deadline = self._clock() + seconds
+        extend = seconds + _LEASE_SLACK_S
+        lost = await self._store.renew(self._spec.name, [(self.identity, self._epoch)], extend)
+        if lost:
+            raise FencedError(
+                f"claim on {self._spec.name}/{self.identity} at epoch {self._epoch} is no "
+                "longer current; the effect was not called"
+            )
+        self._lease.until = max(self._lease.until, deadline + _LEASE_SLACK_S)
+        return deadline
+
+    async def _run_effect(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deadline: float,
+    ) -> Any:
+        """Call an effect; an async one is cancelled at its deadline, a thread cannot be."""
+        call = self._user.call(fn, *args, **kwargs)
+        if not is_async_callable(fn):
+            return await call
+        try:
+            return await asyncio.wait_for(call, timeout=max(0.0, deadline - self._clock()))
+        except TimeoutError:
+            raise EffectTimeoutError(
+                f"effect {name!r} was still running at its deadline and was cancelled; its "
+                "outcome is unknown and will be reconciled"
+            ) from None
+
     async def now(self) -> float:
         """Wall-clock seconds, recorded once per event (replay-safe)."""
-        value: float = await self._journaled(
-            StepKind.STEP, "now", None, lambda _seq: call_maybe_async(time.time), meta={}
-        )
+
+        async def read(_seq: int) -> float:
+            return time.time()
+
+        value: float = await self._journaled(StepKind.STEP, "now", None, read, meta={})
         return value
 
     async def uuid(self) -> str:
         """A random UUID, recorded once per event (replay-safe)."""
-        value: str = await self._journaled(
-            StepKind.STEP,
-            "uuid",
-            None,
-            lambda _seq: call_maybe_async(lambda: str(uuid.uuid4())),
-            meta={},
-        )
+
+        async def make(_seq: int) -> str:
+            return str(uuid.uuid4())
+
+        value: str = await self._journaled(StepKind.STEP, "uuid", None, make, meta={})
         return value
 
     async def call_llm(
@@ -380,7 +472,15 @@ class Context:
                 )
             estimate = estimate_prompt_tokens(chat_body(request))
             self._check_budget(estimate + (request.max_tokens or 0))
-            response, answered[seq] = await self._call_provider(provider, request, seq, estimate)
+            if self._lease is None:
+                response, answered[seq] = await self._call_provider(
+                    provider, request, seq, estimate
+                )
+            else:
+                lease = self._lease
+                response, answered[seq] = await lease.bound(
+                    lambda: self._call_provider(provider, request, seq, estimate)
+                )
             self.llm_calls += 1
             self._spent_calls += 1
             self._spent_tokens += response.usage.total_tokens
@@ -550,6 +650,7 @@ class Context:
                 return rec.result
         elif self._answers is not None:
             return await self._answered(seq, kind, name, request, fp, meta, started, execute, blobs)
+        self._check_lease()
         at = self._clock()
         result = to_jsonable(await execute(seq))
         record = StepRecord(

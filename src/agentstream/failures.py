@@ -8,7 +8,8 @@ to do by class, never by inspecting a driver's exception::
     ├── TransientError            retried with capped, jittered backoff
     │   ├── RateLimitedError      429 or quota; carries retry_after
     │   ├── ProviderUnavailable   5xx, connection refused or reset
-    │   └── ProviderTimeout       a read that took too long
+    │   ├── ProviderTimeout       a read that took too long
+    │   └── EffectTimeoutError    an async effect ran past its deadline and was cancelled
     ├── SemanticError             re-asked a bounded number of times, then dead-lettered
     │   ├── InvalidOutputError    unparseable or schema-invalid model output
     │   ├── RefusalError          the model declined
@@ -23,6 +24,7 @@ to do by class, never by inspecting a driver's exception::
     ├── EffectOutcomeUnknown      an effect started, the worker died, nothing can reconcile it
     ├── StepNotRecorded           a recorded replay needed a step the journal does not have
     ├── FencedError               this worker's claim has moved on (zombie write rejected)
+    ├── LeaseLostError            the claim was taken over or ran out; the handler stops
     └── ConfigurationError        the application is wired wrongly
         └── NoCurrentContext      current_context() called outside a handler
 """
@@ -163,6 +165,21 @@ class StepNotRecorded(AgentStreamError):
 
 class FencedError(AgentStreamError):
     """A write carried a fencing epoch that is no longer current: the claim moved on."""
+
+
+class LeaseLostError(AgentStreamError):
+    """The claim was taken over, or runs out unrenewed: the handler stops before its next step.
+
+    Unlike :class:`FencedError`, no journal write was rejected: the lease keeper found the
+    claim gone (or could not renew it in time) and the handler stopped on its own.
+    """
+
+
+class EffectTimeoutError(TransientError):
+    """An async effect ran past its declared ``timeout`` and was cancelled.
+
+    Its outcome is unknown: the intent stays ``started`` and the next attempt reconciles it.
+    """
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,9 @@ class ProcessOutcome:
 
     Attributes:
         outcome: ``completed``, ``duplicate`` (already completed), ``dead`` (already dead),
-            ``dead_lettered``, ``stale``, ``retry``, ``busy`` or ``fenced``.
+            ``dead_lettered``, ``stale``, ``retry``, ``busy``, ``fenced`` (a journal write
+            was rejected: the claim had moved on) or ``lease_lost`` (the claim was taken over
+            or ran out, and the handler stopped before its next step).
         failure_class: Failure class when the delivery failed.
         duration_s: Wall time of the delivery.
         llm_calls: Model calls made during this delivery.
@@ -215,6 +217,17 @@ class BreakerChangeInput:
 
 
 @dataclass(frozen=True, slots=True)
+class LoopStallInput:
+    """The worker's event loop did not run for ``stall_s`` (blocking code on the loop).
+
+    Reported by the loop-stall watchdog once the stall has ended.
+    """
+
+    agent: str
+    stall_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class OutputsInput:
     """An event about to complete with ``outputs`` records (asked for extra output headers)."""
 
@@ -270,6 +283,9 @@ class Middleware:
 
     async def on_breaker_change(self, inp: BreakerChangeInput) -> None:
         """A model's circuit breaker opened, went half-open or closed."""
+
+    async def on_loop_stall(self, inp: LoopStallInput) -> None:
+        """The event loop was stalled for longer than ``RuntimeConfig.loop_stall_s``."""
 
     async def output_headers(self, inp: OutputsInput) -> Headers:
         """Headers to add to every output of the event (trace context, for example)."""
@@ -427,6 +443,11 @@ class MiddlewareStack:
         """Dispatch ``on_breaker_change``."""
         for m in self._order(Middleware.on_breaker_change, True):
             await m.on_breaker_change(inp)
+
+    async def on_loop_stall(self, inp: LoopStallInput) -> None:
+        """Dispatch ``on_loop_stall``."""
+        for m in self._order(Middleware.on_loop_stall, True):
+            await m.on_loop_stall(inp)
 
     async def on_rebalance(self, inp: RebalanceInput) -> None:
         """Dispatch ``on_rebalance``."""

@@ -98,5 +98,6 @@ async def triage(ctx: Context, ticket: Ticket) -> Decision:
             decision.refund_cents,
             idempotency_key=ctx.key("refund"),
             reconcile=world.lookup_refund,
+            timeout=3.0,  # a local insert; a crash mid-effect is taken over 3 s later
         )
     return decision

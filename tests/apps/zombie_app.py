@@ -1,11 +1,14 @@
-"""The agent of the zombie test: the first execution of each ticket stops mid-handler.
+"""The agent of the zombie test: each of the first two executions of a ticket holds mid-handler.
 
 ZOMBIE_BROKER, ZOMBIE_STORE   broker and journal URLs
 ZOMBIE_WORLD, ZOMBIE_CALLS    world file and simulator call log
-ZOMBIE_HOLD_S                 how long the first execution waits between its decision and its
-                              refund (the test SIGSTOPs the worker during that wait)
 ZOMBIE_LEASE_S, ZOMBIE_SESSION_S   claim lease and consumer session timeout
 ZOMBIE_SOURCE, ZOMBIE_OUTPUT   topic names
+
+The hold is a synchronous ``ctx.step`` (it runs in the worker's thread pool) that waits at a
+gate the test opens: the first execution waits at ``hold``, the one that takes over at
+``hold_successor``. The step's result is the pid of the process that ran it, so the journal
+shows whose write stood.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ app = App(
         heartbeat_s=0.3,
         commit_interval_s=0.1,
         shutdown_grace_s=2,
-        revoke_grace_s=0.5,
+        # A woken worker loses its partitions; the grace lets its handler reach the journal
+        # write the test is about instead of being cancelled first.
+        revoke_grace_s=30,
         partitions=2,
     ),
 )
@@ -65,8 +70,7 @@ async def triage(ctx: Context, ticket: Ticket) -> Decision:
     await asyncio.to_thread(
         world.observe, ticket.ticket_id, ticket.customer_id, ticket.seq, decision.model_dump_json()
     )
-    if world.first_time("hold", ticket.ticket_id):
-        await asyncio.sleep(float(env("ZOMBIE_HOLD_S", "3")))
+    await ctx.step("hold", world.hold, ticket.ticket_id)
     await ctx.effect(
         "refund",
         world.refund,
@@ -74,5 +78,6 @@ async def triage(ctx: Context, ticket: Ticket) -> Decision:
         max(decision.refund_cents, 1),
         idempotency_key=ctx.key("refund"),
         reconcile=world.lookup_refund,
+        timeout=5.0,
     )
     return decision

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
 );
 CREATE TABLE IF NOT EXISTS kill_marks (point TEXT NOT NULL, ticket_id TEXT NOT NULL,
     pid INTEGER NOT NULL, PRIMARY KEY (point, ticket_id));
+CREATE TABLE IF NOT EXISTS gates (name TEXT PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -57,6 +58,11 @@ class World:
         for item in filter(None, kill_plan.split(",")):
             point, ticket = item.split(":", 1)
             self.plan.add((point, ticket))
+
+    def close(self) -> None:
+        """Close this connection."""
+        with self._lock:
+            self._conn.close()
 
     def refund(self, ticket_id: str, cents: int, idempotency_key: str) -> dict[str, Any]:
         """The effect: move money. Counted on every execution."""
@@ -112,6 +118,33 @@ class World:
             )
         return cur.rowcount == 1
 
+    def hold(self, ticket_id: str) -> dict[str, Any]:
+        """A step that blocks (in a thread) until the test opens its gate.
+
+        The first caller for a ticket marks ``hold`` and waits at gate ``hold:<ticket>``, the
+        second marks ``hold_successor`` and waits at ``hold_successor:<ticket>``; later callers
+        pass. Returns the caller's pid, so the journal shows whose step result stands.
+        """
+        for point in ("hold", "hold_successor"):
+            if self.first_time(point, ticket_id):
+                while not self.gate_open(f"{point}:{ticket_id}"):
+                    time.sleep(0.02)
+                break
+        return {"pid": os.getpid()}
+
+    def open_gate(self, name: str) -> None:
+        """Let the holder waiting at gate ``name`` go."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO gates (name, at) VALUES (?, ?)", (name, time.time())
+            )
+
+    def gate_open(self, name: str) -> bool:
+        """Whether gate ``name`` was opened."""
+        with self._lock:
+            row = self._conn.execute("SELECT 1 FROM gates WHERE name = ?", (name,)).fetchone()
+        return row is not None
+
     def maybe_kill(self, point: str, ticket_id: str) -> None:
         """SIGKILL this process if the plan says so and it has not fired yet."""
         if (point, ticket_id) not in self.plan:
@@ -126,7 +159,12 @@ class World:
 
 
 def read_world(path: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """Every row of the world file, per table."""
+    """Every row of the world file, per table.
+
+    The file and its tables are created first if missing, so a read that comes before any
+    worker has opened the world sees empty tables instead of failing.
+    """
+    World(path).close()
     conn = sqlite3.connect(str(path))
     conn.row_factory = sqlite3.Row
     try:

@@ -66,6 +66,16 @@ class EventJournal(Protocol):
         """
         ...
 
+    async def renew(
+        self, agent: str, claims: Sequence[tuple[str, int]], lease_s: float
+    ) -> set[str]:
+        """Extend the leases of ``(event_id, epoch)`` claims; return the ids whose claim is lost.
+
+        A lease ends no earlier than ``lease_s`` from now, and never earlier than it did: an
+        effect's guard extends it past the effect's deadline, and routine renewal keeps that.
+        """
+        ...
+
     async def release(
         self, agent: str, event_id: str, epoch: int, *, not_before: float = 0.0
     ) -> None:
@@ -310,10 +320,4 @@ class Store(EventJournal, OutboxQueue, OperatorTools, Retention, ShadowRuns, Pro
 
     async def close(self) -> None:
         """Release connections."""
-        ...
-
-    async def renew(
-        self, agent: str, claims: Sequence[tuple[str, int]], lease_s: float
-    ) -> set[str]:
-        """Extend the leases of ``(event_id, epoch)`` claims; return the ids whose claim is lost."""
         ...

@@ -26,6 +26,8 @@ metric                                          from
 ``agentstream_divergences_total{source}``       non-determinism found on resume or replay
 ``agentstream_consumer_lag{topic,partition}``   uncommitted messages per owned partition
 ``agentstream_rebalances_total{change}``        partitions assigned / revoked
+``agentstream_loop_stalls_total``               event-loop stalls over ``loop_stall_s``
+``agentstream_loop_stall_seconds_total``        time the event loop spent stalled
 ``agentstream_in_flight`` / ``_buffered``       events running / queued or running
 ``agentstream_paused``                          1 while consumption is paused
 ``agentstream_paused_by{cause}``                1 while paused for ``buffer_full``,
@@ -52,6 +54,7 @@ from agentstream.middleware import (
     BreakerChangeInput,
     DeadLetterInput,
     LLMCallOutput,
+    LoopStallInput,
     Middleware,
     NonDeterminismInput,
     PollInput,
@@ -155,6 +158,18 @@ class PrometheusMiddleware(Middleware):
             ["agent", "change"],
             registry=r,
         )
+        self.loop_stalls = Counter(
+            "agentstream_loop_stalls",
+            "Event-loop stalls longer than RuntimeConfig.loop_stall_s.",
+            ["agent"],
+            registry=r,
+        )
+        self.loop_stall_seconds = Counter(
+            "agentstream_loop_stall_seconds",
+            "Time the event loop spent stalled.",
+            ["agent"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "agentstream_in_flight", "Events running now.", ["agent"], registry=r
         )
@@ -237,6 +252,11 @@ class PrometheusMiddleware(Middleware):
     async def on_rebalance(self, inp: RebalanceInput) -> None:
         """Count assignments and revocations."""
         self.rebalances.labels(inp.agent, inp.change).inc()
+
+    async def on_loop_stall(self, inp: LoopStallInput) -> None:
+        """Count event-loop stalls and their length."""
+        self.loop_stalls.labels(inp.agent).inc()
+        self.loop_stall_seconds.labels(inp.agent).inc(inp.stall_s)
 
     async def after_process(self, inp: ProcessOutcome) -> None:
         """Deliveries (duplicates among them), avoided calls, delivery latency."""

@@ -75,6 +75,12 @@ class ReplayJournal:
             await self.complete(agent, event_id, epoch, completion)
         return [None] * len(items)
 
+    async def renew(
+        self, agent: str, claims: Sequence[tuple[str, int]], lease_s: float
+    ) -> set[str]:
+        """Replay's claim is never contended: nothing is lost."""
+        return set()
+
     async def release(
         self, agent: str, event_id: str, epoch: int, *, not_before: float = 0.0
     ) -> None:

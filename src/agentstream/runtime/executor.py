@@ -15,7 +15,16 @@
 5. Success: completion, outputs and entity version in one journal transaction.
    Transient failure: the failure is recorded, the claim released until the backoff ends.
    Anything else: one transaction marks the event dead, stores the envelope and queues the DLQ
-   record. A fenced write (the claim moved on) abandons the delivery; the next claim tells.
+   record.
+
+Two outcomes end a delivery whose claim moved on, and they are told apart in logs and metrics:
+
+- ``fenced``: a journal write carrying this claim's epoch was rejected (the journal had
+  already granted the event to a newer epoch);
+- ``lease_lost``: the lease keeper found the claim gone, or could not renew it before it ran
+  out, and the handler stopped before its next journaled step; nothing was rejected.
+
+Either way nothing of this delivery stands; the next claim (by whichever worker) tells.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from agentstream.event import Event, Headers, payload_hash
 from agentstream.failures import (
     FailureClass,
     FencedError,
+    LeaseLostError,
     agentstream_cause,
     classify,
     retry_after_hint,
@@ -64,6 +74,8 @@ from agentstream.middleware import (
     RetryInput,
 )
 from agentstream.runtime.batcher import JournalBatcher
+from agentstream.runtime.leases import LeaseBook
+from agentstream.usercode import UserCode
 
 if TYPE_CHECKING:
     from agentstream.llm.admission import RateLimitRetry
@@ -92,10 +104,6 @@ class RetryLater:
 Outcome = Done | RetryLater
 
 
-class LeaseLost(Exception):
-    """Raised into a handler whose claim was lost while it ran."""
-
-
 class Executor:
     """Processes deliveries of one agent's events.
 
@@ -112,6 +120,7 @@ class Executor:
         answers: Replay only: where steps missing from the claim's record are answered.
         rate_limit_retry: How model calls answered 429 are retried at the call site (None:
             a 429 fails the attempt like any transient error).
+        user_code: Where sync user callables run (default: the loop's default executor).
     """
 
     def __init__(
@@ -128,6 +137,7 @@ class Executor:
         rng: random.Random | None = None,
         answers: RecordedAnswers | None = None,
         rate_limit_retry: RateLimitRetry | None = None,
+        user_code: UserCode | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -141,20 +151,12 @@ class Executor:
         self._answers = answers
         self._rate_limit_retry = rate_limit_retry
         self.journal = JournalBatcher(store, spec.name, owner=owner, lease_s=lease_s)
-        self._claims: dict[str, int] = {}
-        self._tasks: dict[str, asyncio.Task[object]] = {}
-        self._lost: set[str] = set()
+        self.leases = LeaseBook(lease_s)
+        self.user_code = user_code or UserCode()
 
     def claims(self) -> list[tuple[str, int]]:
         """Current ``(event identity, epoch)`` claims, for lease renewal."""
-        return list(self._claims.items())
-
-    def lease_lost(self, identity: str) -> None:
-        """Stop the handler of an event whose claim was taken over."""
-        task = self._tasks.get(identity)
-        if task is not None and not task.done():
-            self._lost.add(identity)
-            task.cancel()
+        return self.leases.claims()
 
     async def process(self, event: Event) -> Outcome:
         """Handle one delivery; never raises except on cancellation."""
@@ -171,8 +173,10 @@ class Executor:
                 outcome, ctx, failure_class, error = await self._claim_and_run(event)
                 if event.parked_id is not None and isinstance(outcome, Done):
                     await self.store.unpark(self.spec.name, event.parked_id)
-        except FencedError:
-            outcome = RetryLater(0.05, "fenced")
+        except FencedError as exc:
+            outcome = self._fenced(event, exc)
+        except LeaseLostError as exc:
+            outcome = self._lease_lost(event, exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # journal unavailable: keep the event, try again later
@@ -194,6 +198,24 @@ class Executor:
                 )
             )
         return outcome
+
+    def _fenced(self, event: Event, exc: FencedError) -> Outcome:
+        log.warning(
+            "agent %s: event %s: journal write rejected, the claim moved on (fenced): %s",
+            self.spec.name,
+            event.identity,
+            exc,
+        )
+        return RetryLater(0.05, "fenced")
+
+    def _lease_lost(self, event: Event, exc: LeaseLostError) -> Outcome:
+        log.warning(
+            "agent %s: event %s: handler stopped before its next step (lease_lost): %s",
+            self.spec.name,
+            event.identity,
+            exc,
+        )
+        return RetryLater(0.05, "lease_lost")
 
     async def _held(self, event: Event) -> bool:
         """Strict ordering: whether the event must wait behind its key's dead letter."""
@@ -240,10 +262,7 @@ class Executor:
     ) -> tuple[Outcome, Context | None, str | None, BaseException | None]:
         identity, epoch = event.identity, claim.epoch
         spec = self.spec
-        self._claims[identity] = epoch
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks[identity] = task
+        lease = self.leases.hold(identity, epoch, claim.lease_until)
         try:
             if event.decode_error is not None:
                 cls = classify(event.decode_error)
@@ -292,20 +311,22 @@ class Executor:
                 clock=self._clock,
                 answers=self._answers,
                 rate_limit_retry=self._rate_limit_retry,
+                lease=lease,
+                user_code=self.user_code,
             )
             try:
                 with running(ctx):
                     result = await spec.handler(ctx, event.payload)
-            except asyncio.CancelledError:
-                if identity in self._lost and task is not None:
-                    task.uncancel()
-                    return RetryLater(0.05, "fenced"), ctx, None, None
-                raise
-            except FencedError:
-                return RetryLater(0.05, "fenced"), ctx, None, None
+            except FencedError as exc:
+                return self._fenced(event, exc), ctx, None, None
+            except LeaseLostError as exc:
+                return self._lease_lost(event, exc), ctx, None, None
             except Exception as exc:
-                if isinstance(agentstream_cause(exc), FencedError):  # wrapped by an SDK
-                    return RetryLater(0.05, "fenced"), ctx, None, None
+                cause = agentstream_cause(exc)  # an SDK may have wrapped it
+                if isinstance(cause, FencedError):
+                    return self._fenced(event, cause), ctx, None, None
+                if isinstance(cause, LeaseLostError):
+                    return self._lease_lost(event, cause), ctx, None, None
                 outcome, failed_as = await self._failed(event, claim, ctx, exc)
                 return outcome, ctx, failed_as, exc
             await self._note_mismatches(ctx, epoch)
@@ -333,13 +354,11 @@ class Executor:
                 await self.mw.after_complete(CompletedInput(spec.name, event, len(outputs), result))
             return Done("completed"), ctx, None, None
         except asyncio.CancelledError:
-            if identity not in self._lost:
+            if not lease.lost:
                 await self._release_quietly(identity, epoch)
             raise
         finally:
-            self._claims.pop(identity, None)
-            self._tasks.pop(identity, None)
-            self._lost.discard(identity)
+            self.leases.drop(lease)
 
     async def _failed(
         self, event: Event, claim: Claim, ctx: Context, exc: BaseException

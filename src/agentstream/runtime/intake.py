@@ -78,9 +78,14 @@ def interpret(spec: AgentSpec, message: Message) -> Event:
 
 
 async def interpret_all(spec: AgentSpec, messages: Sequence[Message]) -> list[Event]:
-    """Interpret a polled batch; off the event loop when the agent's decoder may block."""
+    """Interpret a polled batch; off the event loop when it runs user code or may block.
+
+    An identity, key or version function is user code: however cheap it should be, a slow one
+    must not stall the loop (lease bookkeeping, commits and running events share it).
+    """
     if not messages:
         return []
-    if spec.decoder.blocking:
+    user_code = any(callable(f) for f in (spec.identity, spec.key, spec.version))
+    if spec.decoder.blocking or user_code:
         return await asyncio.to_thread(lambda: [interpret(spec, m) for m in messages])
     return [interpret(spec, m) for m in messages]

@@ -15,6 +15,11 @@ letter redriven and completed, or discarded): they are queued, in parking order,
 queue like fresh deliveries, but were acknowledged when parked, so they are not acknowledged
 again.
 
+Leases are renewed by a :class:`~agentstream.runtime.keeper.LeaseKeeper` on its own thread
+with its own journal connection, so no user code (not even an async handler burning CPU on the
+loop) can delay a renewal; the keeper's watchdog logs and counts loop stalls. Synchronous user
+code runs in the worker's bounded pool (``user_threads``), never on the loop.
+
 Shutdown, in order:
 
 1. stop polling and pause the transport;
@@ -29,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agentstream.agent import AgentSpec, Ordering
@@ -38,6 +43,7 @@ from agentstream.event import WEAK_IDENTITY_SOURCES, Event, TopicPartition
 from agentstream.journal.store import Store
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import (
+    LoopStallInput,
     Middleware,
     MiddlewareStack,
     PollInput,
@@ -46,9 +52,11 @@ from agentstream.middleware import (
 )
 from agentstream.runtime.executor import Executor
 from agentstream.runtime.intake import interpret_all
+from agentstream.runtime.keeper import LeaseKeeper
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.scheduler import KeyedScheduler
 from agentstream.transports.base import Transport, TransportFatalError
+from agentstream.usercode import UserCode
 
 if TYPE_CHECKING:
     from agentstream.llm.admission import RateLimitRetry
@@ -89,6 +97,8 @@ class AgentWorker:
         group: Consumer group.
         relay: The process's outbox relay, notified on completions.
         rate_limit_retry: How model calls answered 429 are retried at the call site.
+        lease_store: Builds the lease keeper's own journal connection (None: leases are
+            renewed on the event loop through ``store``, which user code can starve).
     """
 
     def __init__(
@@ -104,6 +114,7 @@ class AgentWorker:
         group: str,
         relay: OutboxRelay | None = None,
         rate_limit_retry: RateLimitRetry | None = None,
+        lease_store: Callable[[], Store] | None = None,
     ) -> None:
         self.spec = spec
         self.transport = transport
@@ -112,6 +123,10 @@ class AgentWorker:
         self.config = config
         self.group = group
         self.relay = relay
+        self.user_code = UserCode(config.user_threads)
+        self._lease_store = lease_store
+        self.keeper: LeaseKeeper | None = None
+        self._reports: set[asyncio.Future[None]] = set()
         self.executor = Executor(
             spec,
             store,
@@ -121,6 +136,7 @@ class AgentWorker:
             group=group,
             lease_s=config.lease_s,
             rate_limit_retry=rate_limit_retry,
+            user_code=self.user_code,
         )
         self.scheduler = KeyedScheduler(
             self.executor.process, self._done, concurrency=spec.concurrency
@@ -180,7 +196,19 @@ class AgentWorker:
         await self.transport.subscribe([self.spec.source], self.group, self)
         system = str(getattr(self.transport, "messaging_system", ""))
         await self.mw.on_worker_start(WorkerInput(self.spec.name, self.group, system))
-        side = [asyncio.create_task(self._keep_leases(), name=f"leases:{self.spec.name}")]
+        side: list[asyncio.Task[None]] = []
+        if self._lease_store is not None:
+            self.keeper = LeaseKeeper(
+                self.spec.name,
+                self.executor.leases,
+                self._lease_store,
+                asyncio.get_running_loop(),
+                on_stall=self._stalled,
+                stall_threshold_s=self.config.loop_stall_s,
+            )
+            await asyncio.to_thread(self.keeper.start)
+        else:
+            side.append(asyncio.create_task(self._keep_leases(), name=f"leases:{self.spec.name}"))
         if self.spec.ordering == Ordering.STRICT:
             side.append(asyncio.create_task(self._unpark_loop(), name=f"unpark:{self.spec.name}"))
         try:
@@ -191,6 +219,9 @@ class AgentWorker:
             for task in side:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
+            if self.keeper is not None:
+                await asyncio.to_thread(self.keeper.stop)
+            self.user_code.close()
             try:
                 await self._commit_or_defer()  # a failure here must not mask the run's error
             finally:
@@ -344,23 +375,32 @@ class AgentWorker:
             log.info("agent %s: resuming %d parked event(s)", self.spec.name, queued)
         return queued
 
+    def _stalled(self, stall_s: float) -> None:
+        if self.mw.wants(Middleware.on_loop_stall):
+            task = asyncio.ensure_future(
+                self.mw.on_loop_stall(LoopStallInput(self.spec.name, stall_s))
+            )
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
+
     async def _keep_leases(self) -> None:
+        """Renewal on the loop, for workers built without a lease store (in-process tests)."""
+        book = self.executor.leases
         period = self.config.lease_s / 3
         while True:
             await asyncio.sleep(period)
-            claims = self.executor.claims()
+            claims = book.claims()
             if not claims:
                 continue
+            asked = time.time()
             try:
                 lost = await self.store.renew(self.spec.name, claims, self.config.lease_s)
             except Exception:
                 log.exception("agent %s: lease renewal failed", self.spec.name)
                 continue
-            current = dict(self.executor.claims())
-            for identity in lost:
-                if current.get(identity) != dict(claims).get(identity):
-                    continue  # finished (or re-claimed) while the renewal ran: not lost
+            for identity in book.renewed(claims, lost, asked + self.config.lease_s):
                 log.warning(
-                    "agent %s: claim on %s lost; stopping its handler", self.spec.name, identity
+                    "agent %s: claim on %s was taken over; its handler stops (lease_lost)",
+                    self.spec.name,
+                    identity,
                 )
-                self.executor.lease_lost(identity)

@@ -181,7 +181,7 @@ class PostgresStore(PostgresOperations, PostgresBlobs, SqlJournal):
     async def renew(
         self, agent: str, claims: Sequence[tuple[str, int]], lease_s: float
     ) -> set[str]:
-        """Extend leases; return the event ids whose claim was lost."""
+        """Extend leases to at least ``lease_s`` from now (never shorten); return lost ids."""
         if not claims:
             return set()
         until = self._clock() + lease_s
@@ -189,8 +189,9 @@ class PostgresStore(PostgresOperations, PostgresBlobs, SqlJournal):
         async def op(conn: Conn) -> set[str]:
             rows = await self.run_many(
                 conn,
-                "UPDATE {s}.as_events SET lease_until = %s WHERE agent = %s AND event_id = %s "
-                "AND epoch = %s AND (state = 'claimed') IS TRUE RETURNING event_id",
+                "UPDATE {s}.as_events SET lease_until = GREATEST(lease_until, %s) "
+                "WHERE agent = %s AND event_id = %s AND epoch = %s "
+                "AND (state = 'claimed') IS TRUE RETURNING event_id",
                 [(until, agent, event_id, epoch) for event_id, epoch in sorted(claims)],
             )
             return {row[0] for row in rows}

@@ -108,7 +108,7 @@ class SqliteStore(SqliteOperations, SqliteBlobs, SqlJournal):
     async def renew(
         self, agent: str, claims: Sequence[tuple[str, int]], lease_s: float
     ) -> set[str]:
-        """Extend leases; return the event ids whose claim was lost."""
+        """Extend leases to at least ``lease_s`` from now (never shorten); return lost ids."""
         if not claims:
             return set()
         now = self._clock()
@@ -117,8 +117,8 @@ class SqliteStore(SqliteOperations, SqliteBlobs, SqlJournal):
             lost: set[str] = set()
             for event_id, epoch in claims:
                 cur = conn.execute(
-                    "UPDATE as_events SET lease_until = ? WHERE agent = ? AND event_id = ? "
-                    "AND epoch = ? AND state = 'claimed'",
+                    "UPDATE as_events SET lease_until = MAX(lease_until, ?) WHERE agent = ? "
+                    "AND event_id = ? AND epoch = ? AND state = 'claimed'",
                     (now + lease_s, agent, event_id, epoch),
                 )
                 if cur.rowcount != 1:
