@@ -7,7 +7,6 @@ first message.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
 import inspect
@@ -193,7 +192,9 @@ class AgentSpec:
                 f"{self.max_payload_bytes} bytes"
             )
         decoded = self.decoder.decode(message)
-        return dataclasses.replace(decoded, payload=self._parse(decoded.payload))
+        return Decoded(
+            self._parse(decoded.payload), decoded.identity, decoded.key, decoded.attributes
+        )
 
     def _parse(self, value: Any) -> Any:
         target = self.input_type

@@ -153,7 +153,7 @@ class Event:
     identity_source: str = "header"
     extra: dict[str, Any] = field(default_factory=dict)
     parked_id: int | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def tp(self) -> TopicPartition:

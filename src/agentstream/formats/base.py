@@ -17,9 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from agentstream.event import Event, Headers, Message
+
+NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+"""The attributes of a record without an envelope (shared, read-only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +43,7 @@ class Decoded:
     payload: Any
     identity: str | None = None
     key: str | None = None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = field(default_factory=lambda: NO_ATTRIBUTES)
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from agentstream.codec import encode_value, to_jsonable
-from agentstream.event import Event, Message, text_of
+from agentstream.event import Event, Message
 from agentstream.failures import UndecodablePayload
 from agentstream.formats.base import Decoded, Encoded
 
@@ -39,24 +39,16 @@ SPECVERSION_HEADER = "ce_specversion"
 _FORMAT = JSONFormat()
 
 
-def content_type(message: Message) -> str | None:
-    """The message's ``content-type`` header (any case), lower-cased, or None."""
-    for name, value in reversed(message.headers):
-        if name.lower() == "content-type":
-            text = text_of(value)
-            return None if text is None else text.strip().lower()
-    return None
-
-
-def is_structured(message: Message) -> bool:
-    """Whether the message says it is a structured-mode CloudEvent (by its content type)."""
-    ctype = content_type(message)
-    return ctype is not None and ctype.startswith("application/cloudevents")
-
-
-def is_binary(message: Message) -> bool:
-    """Whether the message carries a binary-mode CloudEvent (a ``ce_specversion`` header)."""
-    return any(name.lower() == SPECVERSION_HEADER for name, _ in message.headers)
+def mode_of(message: Message) -> str | None:
+    """``binary``, ``structured`` or None, from the headers in one pass (on every record)."""
+    structured = False
+    for name, value in message.headers:
+        lower = name.lower()
+        if lower == SPECVERSION_HEADER:
+            return "binary"
+        if lower == "content-type":
+            structured = value.strip().lower().startswith(b"application/cloudevents")
+    return "structured" if structured else None
 
 
 def _kafka_message(message: Message) -> ce_kafka.KafkaMessage:
@@ -97,12 +89,11 @@ class CloudEventsDecoder:
 
     def decode(self, message: Message) -> Decoded:
         """Unwrap a CloudEvent; the payload is its data, the identity its ``id``."""
-        if is_binary(message):
-            mode = "binary"
-        elif is_structured(message) or self.required:
+        mode = mode_of(message) if message.headers else None
+        if mode is None:
+            if not self.required:
+                return Decoded(message.value)
             mode = "structured"
-        else:
-            return Decoded(message.value)
         factory = _StrictFactory()
         try:
             if mode == "binary":

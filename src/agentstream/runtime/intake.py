@@ -24,13 +24,15 @@ from agentstream.event import (
 from agentstream.failures import PoisonError, SchemaInvalidPayload, UndecodablePayload
 from agentstream.formats.base import Decoded
 
+_UNDECODED = Decoded(None)
+
 IDENTITY_OVERRIDE_HEADER = "agentstream-identity"
 """Set by ``agentstream dlq redrive`` so a re-published message keeps its original identity."""
 
 
 def interpret(spec: AgentSpec, message: Message) -> Event:
     """Derive the event an agent sees from a message; never raises."""
-    decoded = Decoded(None)
+    decoded = _UNDECODED
     error: BaseException | None = None
     try:
         decoded = spec.decode(message)
@@ -73,7 +75,7 @@ def interpret(spec: AgentSpec, message: Message) -> Event:
         decode_error=error,
         version=version,
         identity_source=source,
-        attributes=dict(decoded.attributes),
+        attributes=decoded.attributes,
     )
 
 
