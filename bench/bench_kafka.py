@@ -11,7 +11,9 @@ partitions, a fresh topic and group per measurement:
 (b) agentstream with a no-op agent on the Kafka transport and the SQLite journal (an atomic claim
     and a completion record per event, per-key scheduling, watermark commits);
 (c) the same on the PostgreSQL journal (``--postgres DSN``, default the local ``test`` database;
-    a fresh schema, dropped afterwards).
+    a fresh schema, dropped afterwards);
+(j) the journal's own limit on each store (``Store.claim_many`` + ``complete_many`` in batches
+    of 500, :mod:`bench.journal_limit`), so (b) and (c) are also printed as fractions of it.
 
 Ordering, ``--llm-events`` records over 200 keys and 4 partitions, each needing one model call
 with a constant 200 ms latency:
@@ -41,7 +43,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaPartition
 
@@ -52,6 +53,8 @@ from agentstream.testing import AppHarness
 from agentstream.transports.kafka import KafkaTransport
 from agentstream.transports.kafka_config import parse_kafka_url
 from bench import workload
+from bench.journal_limit import journal_limit
+from bench.results import DEFAULT_POSTGRES, emit, pg_schema
 
 # Tansu makes a group join wait about half of session.timeout.ms (see docs/kafka.md).
 TANSU = "session.timeout.ms=6000&heartbeat.interval.ms=1000&fetch.wait.max.ms=10"
@@ -201,17 +204,6 @@ async def partition_serial(bootstrap: str, topic: str, n: int) -> float:
         thread.shutdown()
 
 
-@contextlib.contextmanager
-def pg_schema(dsn: str) -> Iterator[str]:
-    """A journal URL on a fresh schema of ``dsn``, dropped afterwards."""
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    try:
-        yield f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
 async def main(args: argparse.Namespace) -> dict[str, float]:
     results: dict[str, float] = {}
     with broker(args.bootstrap) as bootstrap, tempfile.TemporaryDirectory() as tmp:
@@ -224,14 +216,21 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         topic = await fresh_topic(url, args.events, args.keys, args.partitions)
         store = f"sqlite:///{Path(tmp) / 'journal.db'}"
         results["b"] = await agentstream_noop(url, store, topic, args.events)
+        results["jb"] = await journal_limit(f"sqlite:///{Path(tmp) / 'limit.db'}", args.events)
         print(f"(b) agentstream no-op, SQLite journal    {results['b']:9.1f} events/s")
         print(f"    ratio b/a                            {results['b'] / results['a']:9.2f}")
+        print(f"(j) SQLite journal's own limit           {results['jb']:9.1f} events/s")
+        print(f"    ratio b/j                            {results['b'] / results['jb']:9.2f}")
         if args.postgres:
             topic = await fresh_topic(url, args.events, args.keys, args.partitions)
             with pg_schema(args.postgres) as journal:
                 results["c"] = await agentstream_noop(url, journal, topic, args.events)
+            with pg_schema(args.postgres) as journal:
+                results["jc"] = await journal_limit(journal, args.events)
             print(f"(c) agentstream no-op, PostgreSQL        {results['c']:9.1f} events/s")
             print(f"    ratio c/a                            {results['c'] / results['a']:9.2f}")
+            print(f"(j) PostgreSQL journal's own limit       {results['jc']:9.1f} events/s")
+            print(f"    ratio c/j                            {results['c'] / results['jc']:9.2f}")
         else:
             print("(c) skipped (--no-postgres)")
         n = args.llm_events
@@ -244,6 +243,18 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         results["e"] = await partition_serial(bootstrap, topic, n)
         print(f"(e) partition-serial consumer            {results['e']:9.1f} events/s")
         print(f"    ratio d/e                            {results['d'] / results['e']:9.2f}")
+    named = {
+        "raw_kafka_events_per_s": results["a"],
+        "noop_kafka_sqlite_events_per_s": results["b"],
+        "journal_limit_sqlite_events_per_s": results["jb"],
+        "noop_over_journal_limit_kafka_sqlite": results["b"] / results["jb"],
+    }
+    if "c" in results:
+        named["noop_kafka_postgres_events_per_s"] = results["c"]
+        named["journal_limit_postgres_events_per_s"] = results["jc"]
+        named["noop_over_journal_limit_kafka_postgres"] = results["c"] / results["jc"]
+    named["ordered_over_partition_serial"] = results["d"] / results["e"]
+    emit(named)
     return results
 
 
@@ -255,7 +266,7 @@ if __name__ == "__main__":
     parser.add_argument("--llm-events", type=int, default=1000)
     parser.add_argument(
         "--postgres",
-        default="postgresql://postgres@127.0.0.1:5432/test",
+        default=DEFAULT_POSTGRES,
         help="PostgreSQL server for (c) (a fresh schema is made and dropped)",
     )
     parser.add_argument("--no-postgres", dest="postgres", action="store_const", const=None)

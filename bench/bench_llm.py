@@ -49,6 +49,7 @@ from agentstream.llm.admission import AdmissionControl, ModelLimits
 from agentstream.llm.base import LLMRequest
 from agentstream.llm.openai_provider import OpenAIProvider
 from agentstream.testing import AppHarness
+from bench.results import emit
 
 SYSTEM = "Triage the support ticket: category, urgency, one-line summary."
 WORDS = (
@@ -269,6 +270,12 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             f"{ours.rejected_share:.2%} vs {naive.rejected_share:.2%}"
         )
     print(json.dumps([{**r.__dict__, "rejected_share": r.rejected_share} for r in results]))
+    named: dict[str, float] = {}
+    for r in results:
+        side = "agentstream" if r.side == "agentstream" else "naive"
+        named[f"llm_{side}_of_limit"] = r.limit_fraction
+        named[f"llm_{side}_rejected_share"] = r.rejected_share
+    emit(named)
 
 
 async def main() -> None:

@@ -5,8 +5,9 @@
 1. Journals N events by running them live through the executor against a SQLite journal, with
    the in-process LLM simulator at zero latency (a model call, a structured parse, an effect and
    a completion with one output per event). That live rate is the baseline.
-2. Replays all N in recorded mode (same executor, journal reader, no model, no effect) and
-   verifies every output byte for byte.
+2. Replays all N in recorded mode (same executor, journal read in pages of 500 events with
+   their steps and outputs in two queries, no claim, no lease, no model, no effect) and verifies
+   every output byte for byte, in this process and then on ``--processes`` worker processes.
 
 Prints events/s for both and the ratio, and checks that the replay made zero model calls
 (counted at the simulator).
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-import time
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -27,10 +27,9 @@ from agentstream.event import Message
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.llm.simulated import SimulatedProvider
 from agentstream.llm.simulator import SimulatorConfig
-from agentstream.middleware import MiddlewareStack
-from agentstream.replay import replay_recorded
-from agentstream.runtime.executor import Executor
-from agentstream.runtime.intake import interpret
+from agentstream.replay import replay_recorded, replay_recorded_parallel
+from bench.live import run_live
+from bench.results import emit
 
 
 class Ticket(BaseModel):
@@ -63,51 +62,68 @@ def build_app(provider: SimulatedProvider) -> App:
     return app
 
 
-async def journal_live(app: App, store: SqliteStore, n: int, concurrency: int) -> float:
-    spec = app.agents["triage"]
-    executor = Executor(
-        spec, store, app.provider(), MiddlewareStack(), owner="bench", group="bench.triage"
-    )
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(i: int) -> None:
+def tickets(n: int) -> list[Message]:
+    """``n`` ticket events over 500 customers and 8 partitions."""
+    out = []
+    for i in range(n):
         ticket = Ticket(id=f"T{i:06d}", customer=f"c{i % 500}", text=f"ticket {i} needs help")
-        msg = Message(
-            "tickets", i % 8, i // 8, ticket.customer.encode(), ticket.model_dump_json().encode()
-        )
-        async with gate:
-            await executor.process(interpret(spec, msg))
+        value = ticket.model_dump_json().encode()
+        out.append(Message("tickets", i % 8, i // 8, ticket.customer.encode(), value))
+    return out
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(n)))
-    return time.perf_counter() - started
+
+PROVIDER = SimulatedProvider(SimulatorConfig(seed=1, latency_ms=0))
+app = build_app(PROVIDER)
+"""Module level, so replay worker processes can import it (``bench.bench_replay:app``)."""
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--processes", type=int, default=2, help="for the multi-process replay")
     args = parser.parse_args()
-    provider = SimulatedProvider(SimulatorConfig(seed=1, latency_ms=0))
-    app = build_app(provider)
     with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteStore(Path(tmp) / "bench.db")
+        path = Path(tmp) / "bench.db"
+        store = SqliteStore(path)
         await store.open()
         try:
-            live_s = await journal_live(app, store, args.events, args.concurrency)
-            requests = provider.simulator.stats["requests"]
+            live_s = await run_live(app, "triage", store, tickets(args.events), args.concurrency)
+            requests = PROVIDER.simulator.stats["requests"]
             report = await replay_recorded(app, "triage", store, concurrency=args.concurrency)
-            assert provider.simulator.stats["requests"] == requests, "replay called the model"
+            shared = await replay_recorded_parallel(
+                "bench.bench_replay:app",
+                "triage",
+                f"sqlite:///{path}",
+                processes=args.processes,
+                concurrency=args.concurrency,
+            )
+            assert PROVIDER.simulator.stats["requests"] == requests, "replay called the model"
         finally:
             await store.close()
-    n = len(report.results)
-    assert n == args.events and report.ok, (n, report.count("identical"))
-    live_rate = args.events / live_s
+    for r in (report, shared):
+        assert len(r.results) == args.events and r.ok, (len(r.results), r.count("identical"))
+    n = args.events
+    live_rate = n / live_s
     replay_rate = n / report.seconds
-    print(f"events journaled live:      {args.events:>8,} in {live_s:6.2f}s {live_rate:>8,.0f}/s")
+    shared_rate = n / shared.seconds
+    p = args.processes
+    print(f"events journaled live:      {n:>8,} in {live_s:6.2f}s {live_rate:>8,.0f}/s")
     print(f"recorded replay (verified): {n:>8,} in {report.seconds:6.2f}s {replay_rate:>8,.0f}/s")
-    print(f"model calls during replay:  {report.model_calls} (simulator requests unchanged)")
-    print(f"replay / live throughput:   {replay_rate / live_rate:.2f}x")
+    print(f"  on {p} processes:          {n:>8,} in {shared.seconds:6.2f}s {shared_rate:>8,.0f}/s")
+    print(f"model calls during replay:  {report.model_calls + shared.model_calls} (simulator "
+          "requests unchanged)")  # fmt: skip
+    print(f"replay / live throughput:   {replay_rate / live_rate:.2f}x in one process, "
+          f"{shared_rate / live_rate:.2f}x on {p}")  # fmt: skip
+    emit(
+        {
+            "live_events_per_s": live_rate,
+            "replay_events_per_s": replay_rate,
+            "replay_over_live": replay_rate / live_rate,
+            f"replay_{p}_processes_over_live": shared_rate / live_rate,
+            "replay_model_calls": report.model_calls + shared.model_calls,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from agentstream.testing import AppHarness
 from agentstream.transports.sqs import SQSTransport
 from agentstream.transports.sqs_config import parse_sqs_url
 from bench import workload
+from bench.results import emit
 
 CONFIG = RuntimeConfig(poll_batch=100, max_buffered=500, commit_interval_s=0.1)
 
@@ -159,12 +160,15 @@ async def main() -> None:
     server = args.endpoint or ("stock moto" if args.stock else "moto via tests.sqs.moto_fifo")
     with moto_server(args.endpoint, args.stock) as endpoint:
         print(f"{args.events} events, {args.keys} keys/groups, server: {server}")
+        results: dict[str, float] = {}
         for fifo in (False, True):
             raw, ours = await measure(endpoint, fifo=fifo, n=args.events, keys=args.keys)
             kind = "FIFO" if fifo else "standard"
             print(f"{kind:>8} queue: raw receive+delete loop {raw:8.1f} events/s")
             print(f"{kind:>8} queue: agentstream no-op agent  {ours:8.1f} events/s")
             print(f"{kind:>8} queue: ratio agentstream/raw    {ours / raw:8.2f}")
+            results[f"noop_sqs_{'fifo' if fifo else 'standard'}_over_raw"] = ours / raw
+    emit(results)
 
 
 if __name__ == "__main__":
