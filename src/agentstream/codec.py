@@ -6,11 +6,13 @@ SHA-256 over canonical JSON (sorted keys, no whitespace, non-JSON values rendere
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
 import json
 import typing
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,19 +61,32 @@ def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
         return None
 
 
+_RETURN_ADAPTERS: weakref.WeakKeyDictionary[Callable[..., Any], pydantic.TypeAdapter[Any] | None]
+_RETURN_ADAPTERS = weakref.WeakKeyDictionary()
+
+
 def return_adapter(fn: Callable[..., Any]) -> pydantic.TypeAdapter[Any] | None:
     """A validator for ``fn``'s return annotation (unwrapping coroutines), or None.
 
     Journaled results are validated back into this type on both live and resumed runs, so the
-    agent sees equal values either way.
+    agent sees equal values either way. Remembered per function (``typing.get_type_hints`` was
+    a sixth of a recorded replay's time when asked on every effect).
     """
+    target = getattr(fn, "__func__", fn)  # a bound method is a new object on every access
+    try:
+        return _RETURN_ADAPTERS[target]
+    except (KeyError, TypeError):
+        pass
     try:
         hints = typing.get_type_hints(fn)
     except (NameError, TypeError):
-        return None
-    if "return" not in hints:
-        return None
-    ret = hints["return"]
-    if typing.get_origin(ret) in (Awaitable, typing.Coroutine):
-        ret = typing.get_args(ret)[-1]
-    return _adapter(ret)
+        return None  # not remembered: a forward reference may resolve later
+    adapter = None
+    if "return" in hints:
+        ret = hints["return"]
+        if typing.get_origin(ret) in (Awaitable, typing.Coroutine):
+            ret = typing.get_args(ret)[-1]
+        adapter = _adapter(ret)
+    with contextlib.suppress(TypeError):  # not weakly referenceable (a builtin): not remembered
+        _RETURN_ADAPTERS[target] = adapter
+    return adapter

@@ -642,3 +642,26 @@ async def test_agents_lists_every_agent_with_an_event_once(make_store):
     for agent, event_id in (("triage", "e1"), ("fraud", "e1"), ("triage", "e2")):
         await store.claim(agent, event_id, owner="w1", lease_s=10, meta=META)
     assert await store.agents() == ["fraud", "triage"]
+
+
+async def test_steps_and_outbox_of_several_events_read_at_once_match_the_single_reads(make_store):
+    store = await make_store(FakeClock())
+    for n, event_id in enumerate(["e1", "e2", "e3"]):
+        claim = await store.claim("a", event_id, owner="w1", lease_s=5, meta=META)
+        for seq in range(n):
+            await store.write_step(
+                "a", event_id, claim.epoch, step(seq, result=f"{event_id}/{seq}")
+            )
+        outputs = [
+            OutgoingRecord("out", b"k", f"{event_id}/{i}".encode(), (), f"a:{event_id}:{i}")
+            for i in range(n)
+        ]
+        await store.complete("a", event_id, claim.epoch, Completion(outputs=outputs, result=n))
+    ids = ["e3", "e1", "e2", "missing"]
+    steps = await store.steps_of("a", ids)
+    outbox = await store.outbox_of("a", ids)
+    assert set(steps) == set(outbox) == set(ids)
+    for event_id in ids:
+        assert steps[event_id] == await store.steps("a", event_id)
+        assert outbox[event_id] == await store.outbox("a", event_id)
+    assert steps["missing"] == [] and len(steps["e3"]) == 2 and len(outbox["e3"]) == 2

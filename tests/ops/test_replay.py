@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agentstream.journal.sqlite import SqliteStore
-from agentstream.replay import Selection, replay_recorded, replay_shadow
+from agentstream.replay import Selection, replay_recorded, replay_recorded_parallel, replay_shadow
 from agentstream.testing import AppHarness
 from tests.ops.apps import calls, effects, make_app, tickets
 
@@ -125,3 +125,31 @@ async def test_shadow_replay_reports_exactly_the_changed_decisions_and_performs_
     assert after == before
     assert {r.event_id for r in stored} == set(by_id)
     assert run.summary == s and run.finished_at is not None
+
+
+async def test_recorded_replay_on_two_processes_gives_the_in_process_results_in_order(
+    tmp_path, monkeypatch
+):
+    # Given recorded traffic and the app importable as a module (for the worker processes)
+    url = f"sqlite:///{tmp_path / 'as.db'}"
+    await record_traffic(tmp_path, url)
+    monkeypatch.setenv("OPS_TEST_DB", str(tmp_path / "as.db"))
+    monkeypatch.setenv("OPS_TEST_WORK", str(tmp_path))
+    calls_before = len(calls(tmp_path / "calls.db"))
+    store = SqliteStore(tmp_path / "as.db")
+    await store.open()
+    try:
+        before = await snapshot(store)
+        alone = await replay_recorded(make_app(url, tmp_path, fixed=False), "triage", store)
+        # When the same selection is replayed on two processes
+        shared = await replay_recorded_parallel(
+            "tests.ops.cli_app:app", "triage", url, Selection(page=3), processes=2
+        )
+        # Then every event reproduces, with the same result, in the journal's order
+        assert shared.ok and shared.model_calls == 0
+        assert shared.results == alone.results and len(shared.results) == 16
+        # And no model was called and nothing was written
+        assert len(calls(tmp_path / "calls.db")) == calls_before
+        assert await snapshot(store) == before
+    finally:
+        await store.close()

@@ -12,7 +12,12 @@ import typer
 from agentstream.backends import Backends
 from agentstream.cli._app import cli, console, err_console, load_app, run_async
 from agentstream.cli._inspect import JsonOption, check_writable, open_store, parse_time
-from agentstream.replay import Selection, replay_recorded, replay_shadow
+from agentstream.replay import (
+    Selection,
+    replay_recorded,
+    replay_recorded_parallel,
+    replay_shadow,
+)
 from agentstream.replay.report import print_recorded, print_shadow, report_html, report_json
 
 
@@ -66,6 +71,9 @@ def replay(
     fail_fast: Annotated[
         bool, typer.Option(help="Recorded: stop at the first event that does not reproduce.")
     ] = False,
+    processes: Annotated[
+        int, typer.Option(min=1, help="Recorded: replay on this many worker processes.")
+    ] = 1,
     store: Annotated[
         str | None, typer.Option(envvar="AGENTSTREAM_STORE", help="Journal URL (default: app's).")
     ] = None,
@@ -93,8 +101,15 @@ def replay(
     if mode == Mode.RECORDED:
 
         async def recorded() -> bool:
-            async with open_store(backends) as s:
-                report = await replay_recorded(app, agent, s, selection, fail_fast=fail_fast)
+            if processes > 1:
+                if fail_fast:
+                    raise typer.BadParameter("--fail-fast runs in one process (--processes 1)")
+                report = await replay_recorded_parallel(
+                    target, agent, backends.store_url, selection, processes=processes
+                )
+            else:
+                async with open_store(backends) as s:
+                    report = await replay_recorded(app, agent, s, selection, fail_fast=fail_fast)
             text = json.dumps(
                 {
                     "agent": report.agent,

@@ -121,6 +121,33 @@ class JournalReads:
         )
         return [step_from_row(r) for r in rows]
 
+    async def steps_of(self, agent: str, event_ids: Sequence[str]) -> dict[str, list[StepRecord]]:
+        """The steps of several events in order, in one query (replay reads pages)."""
+        where = Where().eq("agent", agent).within("event_id", event_ids)
+        rows = await self.select(
+            f"SELECT {STEP_COLUMNS}, event_id FROM {self.prefix}as_steps {where.sql} "
+            "ORDER BY event_id, seq",
+            where.args,
+        )
+        out: dict[str, list[StepRecord]] = {e: [] for e in event_ids}
+        for r in rows:
+            out[r[-1]].append(step_from_row(r[:-1]))
+        return out
+
+    async def outbox_of(self, agent: str, event_ids: Sequence[str]) -> dict[str, list[OutboxRow]]:
+        """The outbox rows of several events in order, in one query (replay reads pages)."""
+        where = Where().eq("agent", agent).within("event_id", event_ids)
+        rows = await self.select(
+            f"SELECT {OUTBOX_COLUMNS} FROM {self.prefix}as_outbox {where.sql} "
+            "ORDER BY event_id, seq, id",
+            where.args,
+        )
+        out: dict[str, list[OutboxRow]] = {e: [] for e in event_ids}
+        for r in rows:
+            row = outbox_from_row(r)
+            out[row.event_id].append(row)
+        return out
+
     async def failures(self, agent: str, event_id: str) -> list[FailureRecord]:
         """An event's failed attempts in order."""
         rows = await self.select(

@@ -216,6 +216,14 @@ class OperatorTools(Protocol):
         """An event's outbox rows in order."""
         ...
 
+    async def steps_of(self, agent: str, event_ids: Sequence[str]) -> dict[str, list[StepRecord]]:
+        """The steps of several events in order (every id is a key; one query)."""
+        ...
+
+    async def outbox_of(self, agent: str, event_ids: Sequence[str]) -> dict[str, list[OutboxRow]]:
+        """The outbox rows of several events in order (every id is a key; one query)."""
+        ...
+
     async def dead_letters(
         self,
         *,

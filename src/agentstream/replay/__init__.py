@@ -1,5 +1,6 @@
 """Replay: rebuild outputs from the journal, or try a candidate agent on recorded traffic."""
 
+from agentstream.replay.parallel import replay_recorded_parallel
 from agentstream.replay.runner import (
     RecordedReport,
     RecordedResult,
@@ -16,6 +17,7 @@ __all__ = [
     "Selection",
     "ShadowReport",
     "replay_recorded",
+    "replay_recorded_parallel",
     "replay_shadow",
     "summarize",
 ]

@@ -33,7 +33,13 @@ from agentstream.journal.store import Store
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import Middleware, MiddlewareStack, ProcessOutcome
 from agentstream.replay.journal import JournalAnswers, NothingRecorded, ReplayJournal
-from agentstream.replay.source import Selection, rebuild, recorded_events
+from agentstream.replay.source import (
+    RecordedPage,
+    Selection,
+    rebuild,
+    recorded_events,
+    recorded_pages,
+)
 from agentstream.runtime.executor import Executor
 
 TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
@@ -137,26 +143,23 @@ async def replay_recorded(
     stack = MiddlewareStack([counter])
     report = RecordedReport(agent=spec.name)
     started = time.perf_counter()
-    records = [r async for r in recorded_events(store, spec, selection or Selection())]
+    selection = selection or Selection()
+    records = [r async for r in recorded_events(store, spec, selection)]
+    size = max(1, concurrency) if fail_fast else selection.page
+    async for page in recorded_pages(store, spec, records, size):
 
-    async def one(record: EventRecord) -> RecordedResult:
-        event = rebuild(spec, record)
-        if record.outcome != "ok" or event is None:
-            why = f"outcome {record.outcome}" if event is not None else "no journaled message"
-            return RecordedResult(record.event_id, record.key, "skipped", why)
-        steps = tuple(await store.steps(spec.name, record.event_id))
-        live = _output_rows(
-            spec.name,
-            record.event_id,
-            [r.record for r in await store.outbox(spec.name, record.event_id)],
-        )
-        journal = ReplayJournal(recorded=steps)
-        await _executor(spec, journal, None, stack, NothingRecorded(), app).process(event)
-        return _verify(spec, record, journal, live)
+        async def one(record: EventRecord, page: RecordedPage = page) -> RecordedResult:
+            event = rebuild(spec, record)
+            if record.outcome != "ok" or event is None:
+                why = f"outcome {record.outcome}" if event is not None else "no journaled message"
+                return RecordedResult(record.event_id, record.key, "skipped", why)
+            steps = tuple(page.steps[record.event_id])
+            live = _output_rows(spec.name, record.event_id, page.outputs[record.event_id])
+            journal = ReplayJournal(recorded=steps)
+            await _executor(spec, journal, None, stack, NothingRecorded(), app).process(event)
+            return _verify(spec, record, journal, live)
 
-    batch = max(1, concurrency) * (1 if fail_fast else 16)
-    for i in range(0, len(records), batch):
-        results = await _bounded(records[i : i + batch], one, concurrency)
+        results = await _bounded(page.records, one, concurrency)
         report.results.extend(results)
         if fail_fast and any(r.status in ("different", "failed") for r in results):
             break
@@ -292,24 +295,23 @@ async def replay_shadow(
     provider = candidate.provider()
     counter = _CountCalls()
     stack = MiddlewareStack([*candidate.middleware.items, counter])
-    records = [r async for r in recorded_events(store, spec, selection or Selection())]
+    selection = selection or Selection()
+    records = [r async for r in recorded_events(store, spec, selection)]
+    entries: list[dict[str, Any]] = []
+    async for page in recorded_pages(store, spec, records, selection.page):
 
-    async def one(record: EventRecord) -> dict[str, Any] | None:
-        event = rebuild(cand, record)
-        if record.outcome != "ok" or event is None:
-            return None
-        live_steps = await store.steps(spec.name, record.event_id)
-        live_outputs = _output_rows(
-            spec.name,
-            record.event_id,
-            [r.record for r in await store.outbox(spec.name, record.event_id)],
-        )
-        journal = ReplayJournal()
-        executor = _executor(cand, journal, provider, stack, JournalAnswers(live_steps), candidate)
-        await executor.process(event)
-        return _entry(record, event, live_steps, live_outputs, journal)
+        async def one(record: EventRecord, page: RecordedPage = page) -> dict[str, Any] | None:
+            event = rebuild(cand, record)
+            if record.outcome != "ok" or event is None:
+                return None
+            live_steps = page.steps[record.event_id]
+            live_outputs = _output_rows(spec.name, record.event_id, page.outputs[record.event_id])
+            journal = ReplayJournal()
+            answers = JournalAnswers(live_steps)
+            await _executor(cand, journal, provider, stack, answers, candidate).process(event)
+            return _entry(record, event, live_steps, live_outputs, journal)
 
-    entries = [e for e in await _bounded(records, one, concurrency) if e is not None]
+        entries += [e for e in await _bounded(page.records, one, concurrency) if e is not None]
     await store.write_shadow_results([ShadowResult(run.run_id, e["event_id"], e) for e in entries])
     summary = summarize(entries, model_calls=counter.calls)
     await store.save_shadow_run(

@@ -7,12 +7,13 @@ its recorded identity and ordering key.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from agentstream.agent import AgentSpec
-from agentstream.event import Event
-from agentstream.journal.records import EventRecord, EventState
+from agentstream.event import Event, OutgoingRecord
+from agentstream.journal.records import EventRecord, EventState, StepRecord
 from agentstream.journal.store import Store
 from agentstream.runtime.intake import interpret
 
@@ -30,7 +31,9 @@ class Selection:
         offset_to: Source offset at or below (inclusive).
         key: Only this ordering key.
         limit: At most this many events (oldest first).
-        page: Events read from the journal per query.
+        page: Events whose steps and outputs are read from the journal per query.
+        shard: ``(index, count)``: this process's share when several replay one selection;
+            the selected events are dealt out round-robin, oldest first.
     """
 
     event_ids: Sequence[str] | None = None
@@ -41,7 +44,8 @@ class Selection:
     offset_to: int | None = None
     key: str | None = None
     limit: int | None = None
-    page: int = 5000
+    page: int = 500
+    shard: tuple[int, int] = (0, 1)
 
 
 async def recorded_events(
@@ -61,8 +65,45 @@ async def recorded_events(
         oldest_first=True,
         limit=selection.limit,
     )
-    for record in records:
+    index, count = selection.shard
+    for record in records[index::count]:
         yield record
+
+
+@dataclass(frozen=True)
+class RecordedPage:
+    """Events of one page with their recorded steps and outbox records, read in two queries."""
+
+    records: list[EventRecord]
+    steps: dict[str, list[StepRecord]]
+    outputs: dict[str, list[OutgoingRecord]]
+
+
+async def recorded_pages(
+    store: Store, spec: AgentSpec, records: Sequence[EventRecord], size: int
+) -> AsyncIterator[RecordedPage]:
+    """``records`` in pages of ``size``, the next page read while the caller works on one."""
+
+    async def read(chunk: list[EventRecord]) -> RecordedPage:
+        ids = [r.event_id for r in chunk]
+        steps = await store.steps_of(spec.name, ids)
+        outbox = await store.outbox_of(spec.name, ids)
+        outputs = {e: [row.record for row in rows] for e, rows in outbox.items()}
+        return RecordedPage(chunk, steps, outputs)
+
+    size = max(1, size)
+    chunks = [list(records[i : i + size]) for i in range(0, len(records), size)]
+    pending = asyncio.ensure_future(read(chunks[0])) if chunks else None
+    for n in range(len(chunks)):
+        assert pending is not None
+        page = await pending
+        pending = asyncio.ensure_future(read(chunks[n + 1])) if n + 1 < len(chunks) else None
+        try:
+            yield page
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            raise
 
 
 def rebuild(spec: AgentSpec, record: EventRecord) -> Event | None:
