@@ -24,7 +24,7 @@ from agentstream.backends import DEFAULT_URL, Backends, default_journal_url, sch
 from agentstream.config import RuntimeConfig
 from agentstream.event import IdentitySpec
 from agentstream.failures import ConfigurationError, Retry
-from agentstream.formats.base import Decoder, Encoder
+from agentstream.formats.base import Decoder, Encoder, bind_to_broker
 from agentstream.formats.cloud_events import CloudEventsDecoder
 from agentstream.llm.admission import AdmissionControl
 from agentstream.llm.base import LLMProvider
@@ -289,6 +289,7 @@ class App:
         """
         specs = self.select(agents)
         check_cost_ceilings(specs, self.provider())
+        bind_to_broker([h for s in specs for h in (s.decoder, s.encoder)], self.broker_url)
         check_provider(self.name, specs, self._llm)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()

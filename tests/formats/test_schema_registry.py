@@ -200,3 +200,44 @@ async def test_avro_in_and_out_on_kafka_with_registry_credentials_in_the_url(
     assert got == {"ticket_id": "T-9", "queue": "urgent"}
     assert f"POST /subjects/{name}-triage-value/versions" in state.requests
     assert f"Basic {base64.b64encode(b'svc:s3cret').decode()}" in state.authorizations
+
+
+@pytest.mark.parametrize("fmt", ["json", "protobuf"])
+async def test_the_registry_named_in_the_broker_url_serves_decoder_and_encoder(
+    fmt, registry, kafka_bootstrap, tmp_path
+):
+    # Given a Kafka broker URL that also names the registry (and its credentials)
+    url, state = registry
+    name = f"su{tmp_path.name[-8:]}".replace("_", "").lower()
+    broker = (
+        f"kafka://{kafka_bootstrap}?{KAFKA_TEST_SETTINGS}&schema.registry.url={url}"
+        "&schema.registry.basic.auth.user.info=svc:s3cret"
+    )
+    app = agentstream.App(name, broker=broker, store=f"sqlite:///{tmp_path / 'j.db'}", config=FAST)
+    cls = ticket_message_class()
+    if fmt == "json":
+        out_encoder = SchemaRegistryEncoder("json", schema=JSON_TICKET)
+    else:
+        out_encoder = SchemaRegistryEncoder("protobuf", message_type=cls)
+
+    @app.agent(
+        source=f"{name}-in",
+        output=f"{name}-out",
+        identity=lambda t: t.ticket_id,
+        decoder=SchemaRegistryDecoder(fmt, message_type=cls if fmt == "protobuf" else None),
+        encoder=out_encoder,
+    )
+    async def bump(ctx: agentstream.Context, ticket: Ticket) -> Ticket:
+        return ticket.model_copy(update={"priority": ticket.priority + 1})
+
+    raw = serialize(fmt, url, f"{name}-in", {"ticket_id": "T-3", "priority": 1, "text": "x"})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(f"{name}-in", value=raw)
+    assert producer.flush(10) == 0
+    async with AppHarness(app) as h:
+        await h.wait_drained(timeout_s=60)
+    (out,) = read_kafka_topic(kafka_bootstrap, f"{name}-out", want=1)
+    assert out.value[0] == 0
+    got = decoder(fmt, url).decode(out)
+    assert Ticket.model_validate(got.payload) == Ticket(ticket_id="T-3", priority=2, text="x")
+    assert f"Basic {base64.b64encode(b'svc:s3cret').decode()}" in state.authorizations

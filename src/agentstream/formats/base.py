@@ -15,7 +15,7 @@ An :class:`Encoder` does the reverse for output records: value in, bytes and hea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -85,6 +85,22 @@ class Encoder(Protocol):
         record re-published after a crash is the same record.
         """
         ...
+
+
+@runtime_checkable
+class BrokerBound(Protocol):
+    """A decoder or encoder that takes settings from the app's broker URL when it starts."""
+
+    def bind_broker(self, url: str) -> None:
+        """Read what it needs from the broker URL (called before the first record)."""
+        ...
+
+
+def bind_to_broker(hooks: Iterable[object], url: str) -> None:
+    """Hand the broker URL to every decoder and encoder that wants it."""
+    for hook in hooks:
+        if isinstance(hook, BrokerBound):
+            hook.bind_broker(url)
 
 
 class RawDecoder:

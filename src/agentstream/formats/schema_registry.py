@@ -7,8 +7,11 @@ registry that speaks its REST API works (Confluent Schema Registry, Confluent Cl
 Redpanda, Apicurio in its compatibility mode).
 
 The registry is named by ``url`` (basic auth as ``https://USER:PASSWORD@host``), a ``conf``
-mapping of the client's settings (``basic.auth.user.info``, ``ssl.ca.location``...), or
-``$AGENTSTREAM_SCHEMA_REGISTRY_URL``. Install with ``pip install 'agentstream[schema-registry]'``.
+mapping of the client's settings (``basic.auth.user.info``, ``ssl.ca.location``...),
+``$AGENTSTREAM_SCHEMA_REGISTRY_URL``, or the app's broker URL: its ``schema.registry.*``
+settings, for example ``kafka://b:9092?schema.registry.url=https://r:8081`` with
+``&schema.registry.basic.auth.user.info=KEY:SECRET``. Install with
+``pip install 'agentstream[schema-registry]'``.
 
 A record whose schema id the registry does not know, or whose bytes do not match the schema,
 is poison: it is dead-lettered at once with its original bytes. The decoder may fetch a schema
@@ -23,6 +26,7 @@ import os
 import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from agentstream.codec import to_jsonable
 from agentstream.event import Event, Message
@@ -38,6 +42,13 @@ class SchemaFormat(enum.StrEnum):
     AVRO = "avro"
     JSON = "json"
     PROTOBUF = "protobuf"
+
+
+def registry_settings(broker_url: str) -> dict[str, str]:
+    """The ``schema.registry.*`` settings of a broker URL, without the prefix."""
+    query = broker_url.partition("?")[2]
+    prefix = "schema.registry."
+    return {k.removeprefix(prefix): v for k, v in parse_qsl(query) if k.startswith(prefix)}
 
 
 def registry_client(url: str | None = None, conf: Mapping[str, Any] | None = None) -> Any:
@@ -78,6 +89,35 @@ def _json_format() -> Any:
     return importlib.import_module("google.protobuf.json_format")
 
 
+class _Registry:
+    """The client, built on first use from what was given, the environment or the broker URL."""
+
+    def __init__(self, url: str | None, conf: Mapping[str, Any] | None, client: Any) -> None:
+        self._url = url
+        self._conf = dict(conf or {})
+        self._client = client
+        self._broker: dict[str, str] = {}
+        self._lock = threading.Lock()
+        if (
+            client is None
+            and url is None
+            and "url" not in self._conf
+            and not os.environ.get(URL_ENV)
+        ):
+            return  # named later by the broker URL (bind_broker), or an error on first use
+        if client is None:
+            self._client = registry_client(url, self._conf)
+
+    def bind(self, broker_url: str) -> None:
+        self._broker = registry_settings(broker_url)
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = registry_client(None, {**self._broker, **self._conf})
+            return self._client
+
+
 class SchemaRegistryDecoder:
     """Decode Schema Registry wire-format records into data for the handler's input type.
 
@@ -106,7 +146,7 @@ class SchemaRegistryDecoder:
         self.format = SchemaFormat(format)
         if self.format == SchemaFormat.PROTOBUF and message_type is None:
             raise ConfigurationError("the protobuf format needs message_type= (the message class)")
-        self._client = client if client is not None else registry_client(url, conf)
+        self._registry = _Registry(url, conf, client)
         self._message_type = message_type
         self._local = threading.local()  # serializers keep caches that are not thread-safe
 
@@ -117,21 +157,25 @@ class SchemaRegistryDecoder:
         if self.format == SchemaFormat.AVRO:
             from confluent_kafka.schema_registry.avro import AvroDeserializer
 
-            found = AvroDeserializer(schema_registry_client=self._client)
+            found = AvroDeserializer(schema_registry_client=self._registry.client())
         elif self.format == SchemaFormat.JSON:
             from confluent_kafka.schema_registry.json_schema import JSONDeserializer
 
-            found = JSONDeserializer(None, schema_registry_client=self._client)
+            found = JSONDeserializer(None, schema_registry_client=self._registry.client())
         else:
             from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
 
             found = ProtobufDeserializer(
                 self._message_type,
                 {"use.deprecated.format": False},
-                schema_registry_client=self._client,
+                schema_registry_client=self._registry.client(),
             )
         self._local.deserializer = found
         return found
+
+    def bind_broker(self, url: str) -> None:
+        """Take the registry from the broker URL's ``schema.registry.*`` settings if unnamed."""
+        self._registry.bind(url)
 
     def decode(self, message: Message) -> Decoded:
         """Read the schema id, fetch the schema and deserialize the value."""
@@ -188,7 +232,7 @@ class SchemaRegistryEncoder:
                 raise ConfigurationError("the protobuf format needs message_type=")
         elif schema is None:
             raise ConfigurationError(f"the {self.format} format needs schema= (the schema text)")
-        self._client = client if client is not None else registry_client(url, conf)
+        self._registry = _Registry(url, conf, client)
         self._schema = schema
         self._message_type = message_type
         self._config = {
@@ -204,21 +248,25 @@ class SchemaRegistryEncoder:
         if self.format == SchemaFormat.AVRO:
             from confluent_kafka.schema_registry.avro import AvroSerializer
 
-            found = AvroSerializer(self._client, self._schema, conf=self._config)
+            found = AvroSerializer(self._registry.client(), self._schema, conf=self._config)
         elif self.format == SchemaFormat.JSON:
             from confluent_kafka.schema_registry.json_schema import JSONSerializer
 
-            found = JSONSerializer(self._schema, self._client, serializer_config=self._config)
+            found = JSONSerializer(self._schema, self._registry.client(), conf=self._config)
         else:
             from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 
             found = ProtobufSerializer(
                 self._message_type,
-                self._client,
+                self._registry.client(),
                 {**self._config, "use.deprecated.format": False},
             )
         self._local.serializer = found
         return found
+
+    def bind_broker(self, url: str) -> None:
+        """Take the registry from the broker URL's ``schema.registry.*`` settings if unnamed."""
+        self._registry.bind(url)
 
     def encode(self, value: Any, *, event: Event, topic: str, index: int) -> Encoded:
         """Serialize one output with the schema (registering it on first use)."""

@@ -21,6 +21,10 @@ this transport, not to librdkafka:
 * ``agentstream.connect_timeout``: seconds the transport waits for the brokers at start before
   it fails with one line naming the cause (default 5).
 
+Settings prefixed ``schema.registry.`` name the Confluent Schema Registry of the cluster
+(``schema.registry.url``, ``schema.registry.basic.auth.user.info``...); they are not
+librdkafka's, and are read by :mod:`agentstream.formats.schema_registry`.
+
 The transport's own defaults (cooperative-sticky assignment, manual commits, idempotent
 producer, reading a new group from the earliest offset) can be overridden the same way, except
 the ones its correctness depends on: ``enable.auto.commit`` and ``enable.auto.offset.store``
@@ -201,6 +205,8 @@ def parse_kafka_url(url: str) -> KafkaSettings:
             connect_timeout = _seconds(name, value)
         elif prefix == "agentstream":
             raise ConfigurationError(f"{url!r}: unknown setting {name!r}")
+        elif name.startswith("schema.registry."):
+            continue  # the Schema Registry client's (agentstream.formats.schema_registry)
         elif name in _CONSUMER_ONLY:
             scoped["consumer"][name] = value
         elif name in _PRODUCER_ONLY:
