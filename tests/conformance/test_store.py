@@ -196,6 +196,21 @@ async def test_completion_enqueues_outputs_atomically_and_the_outbox_leases_them
     assert (await store.counts("a"))["outbox_pending"] == 0
 
 
+async def test_the_outbox_backlog_counts_unpublished_rows_and_dates_the_oldest(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    assert await store.outbox_backlog() == (0, None)
+    claim = await store.claim("a", "e1", owner="w1", lease_s=5, meta=META)
+    written_at = clock()
+    outputs = [OutgoingRecord("out", b"k", f"v{i}".encode(), (), f"a:e1:{i}") for i in range(2)]
+    await store.complete("a", "e1", claim.epoch, Completion(outputs=outputs, result=1))
+    clock.advance(5)
+    assert await store.outbox_backlog() == (2, written_at)
+    rows = await store.claim_outbox("relay-1", limit=10, lease_s=30)
+    await store.mark_published([r.id for r in rows])
+    assert await store.outbox_backlog() == (0, None)
+
+
 async def test_deferred_outbox_rows_are_claimed_by_no_relay_until_their_delay_ends(make_store):
     clock = FakeClock()
     store = await make_store(clock)

@@ -28,6 +28,7 @@ import pytest
 from agentstream.backends import Backends
 from agentstream.codec import encode_value
 from agentstream.event import OutgoingRecord
+from tests.services import start_logged, stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS, KEYS, WORKERS = 200, 40, 2
@@ -160,16 +161,8 @@ async def outage_run(
     await produce(env["AGENTSTREAM_BROKER"])
     cmd = [sys.executable, "-m", "agentstream", "run", "tests.apps.outage_app:app"]
     cmd += ["--log-level", "INFO"]
-    procs = []
-    for i in range(WORKERS):
-        path = tmp_path / f"worker-{i}.log"
-        run.logs.append(path)
-        with path.open("wb") as out:
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    *cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-                )
-            )
+    run.logs = [tmp_path / f"worker-{i}.log" for i in range(WORKERS)]
+    procs = [await start_logged(cmd, path, env=env, cwd=ROOT) for path in run.logs]
     try:
         await wait_for(lambda: run.completed() >= 30, 90, "the first completions", procs)
         assert primary.proc is not None
@@ -204,15 +197,7 @@ async def outage_run(
             assert completed_late == completed_early, (completed_early, completed_late)
         await wait_for(lambda: run.completed() >= EVENTS, 120, "every completion", procs)
     finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                await asyncio.wait_for(p.wait(), 30)
-            except TimeoutError:
-                p.kill()
-                await p.wait()
+        await stop_processes(procs)
     return run, down_at, up_at
 
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 from agentstream.app import App
 from agentstream.extras import extra_of, missing_extra_message
 from agentstream.failures import ConfigurationError
+from agentstream.runtime.publish_watch import PublishStalled
 
 T = TypeVar("T")
 
@@ -71,6 +72,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except ConfigurationError as exc:
         fail(str(exc))
+    except PublishStalled as exc:
+        fail(f"outputs stalled: {exc}", code=3)
 
 
 def setup_logging(level: str) -> None:

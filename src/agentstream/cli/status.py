@@ -73,6 +73,7 @@ async def _status(
             counts = {"(all)": await store.counts()}
         open_letters = await store.dead_letters(status="dead", limit=None)
         breakers = await _breakers(store)
+        backlog, oldest = await store.outbox_backlog()
     by_class = Counter((d.agent, d.failure_class) for d in open_letters)
     lags = await _lags(backends, groups) if groups else None
     if as_json:
@@ -87,6 +88,7 @@ async def _status(
                         for (a, cls), n in sorted(by_class.items())
                     ],
                     "lag": lags,
+                    "outbox": {"pending": backlog, "oldest_created_at": oldest},
                     "breakers": {
                         name: {
                             "state": str(b.status),
@@ -115,6 +117,8 @@ async def _status(
             str(c.get("parked", 0)),
         )
     console.print(table)
+    age = f", the oldest written {time.time() - oldest:.0f}s ago" if oldest is not None else ""
+    console.print(f"outbox: {backlog} output(s) waiting to be published{age}")
     if open_letters:
         dlq = Table(title="open dead letters by class")
         for col in ("agent", "failure class", "count"):
@@ -225,6 +229,9 @@ _LIVE: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("paused: LLM capacity", "agentstream_paused_by", {"cause": "llm_capacity"}),
     ("paused: buffer full", "agentstream_paused_by", {"cause": "buffer_full"}),
     ("provider-outage waits (s)", "agentstream_provider_outage_wait_seconds_total", {}),
+    ("outbox pending", "agentstream_outbox_pending", {}),
+    ("outbox oldest row age (s)", "agentstream_outbox_oldest_age_seconds", {}),
+    ("outbox stalled (s)", "agentstream_outbox_stalled_seconds", {}),
     ("consumer lag", "agentstream_consumer_lag", {}),
 )
 

@@ -216,6 +216,17 @@ class JournalReads:
         rows = await self.select(sql)
         return [str(r[0]) for r in rows]
 
+    async def outbox_backlog(self) -> tuple[int, float | None]:
+        """Unpublished outbox rows and the time the oldest was written."""
+        row = await self._first(
+            f"SELECT COUNT(*), MIN(created_at) FROM {self.prefix}as_outbox "
+            "WHERE published_at IS NULL",
+            (),
+        )
+        if row is None:
+            return 0, None
+        return int(row[0]), None if row[1] is None else float(row[1])
+
     async def counts(self, agent: str | None = None) -> dict[str, int]:
         """Events per state, plus dead letters (all and open), parked and pending outbox."""
         cond, args = ("", ()) if agent is None else ("AND agent = ?", (agent,))

@@ -252,6 +252,13 @@ class OperatorTools(Protocol):
         """Events per state, plus dead_letters, dead_letters_open, parked and outbox_pending."""
         ...
 
+    async def outbox_backlog(self) -> tuple[int, float | None]:
+        """Unpublished outbox rows, and when the oldest of them was written (None: no backlog).
+
+        Cheap (the pending-rows index), so a relay can ask every few seconds.
+        """
+        ...
+
     async def agents(self) -> list[str]:
         """Every agent with at least one event in the journal, sorted."""
         ...

@@ -33,8 +33,11 @@ metric                                          from
 ``agentstream_paused_by{cause}``                1 while paused for ``buffer_full``,
                                                 ``llm_capacity`` or ``provider_outage``
 ``agentstream_llm_breaker_open{breaker}``       1 while a model's circuit breaker is open or
-                                                half-open (no agent label)
+                                                half-open (``agent="*"``)
 ``agentstream_provider_outage_wait_seconds_total`` time model calls waited for a provider
+``agentstream_outbox_pending``                  unpublished outbox rows (``agent="*"``)
+``agentstream_outbox_oldest_age_seconds``       age of the oldest unpublished row
+``agentstream_outbox_stalled_seconds``          how long nothing could be published (0: fine)
 ``agentstream_step_seconds{kind,replayed}``     step latency histogram
 ``agentstream_event_seconds{outcome}``          delivery latency histogram
 =============================================== ===========================================
@@ -65,6 +68,11 @@ from agentstream.middleware import (
     StepOutput,
     WorkerInput,
 )
+from agentstream.runtime.publish_watch import OutboxInput
+
+ALL_AGENTS = "*"
+"""The ``agent`` label of series that belong to the whole process: the outbox relay serves
+every agent, a model's breaker every agent calling the model."""
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -188,12 +196,27 @@ class PrometheusMiddleware(Middleware):
         self.breaker_open = Gauge(
             "agentstream_llm_breaker_open",
             "1 while a model's circuit breaker (ENDPOINT/MODEL) is open or half-open.",
-            ["breaker"],
+            ["agent", "breaker"],
             registry=r,
         )
         self.outage_seconds = Counter(
             "agentstream_provider_outage_wait_seconds",
             "Seconds model calls waited for a failing or unreachable provider.",
+            ["agent"],
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "agentstream_outbox_pending", "Unpublished outbox rows.", ["agent"], registry=r
+        )
+        self.outbox_oldest = Gauge(
+            "agentstream_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row.",
+            ["agent"],
+            registry=r,
+        )
+        self.outbox_stalled = Gauge(
+            "agentstream_outbox_stalled_seconds",
+            "How long outputs have waited with none published (0 while publishing works).",
             ["agent"],
             registry=r,
         )
@@ -299,9 +322,15 @@ class PrometheusMiddleware(Middleware):
         else:
             self.rate_limit_seconds.labels(inp.agent).inc(inp.delay_s)
 
+    async def on_outbox(self, inp: OutboxInput) -> None:
+        """Outbox backlog, its oldest row, and a publishing stall."""
+        self.outbox_pending.labels(ALL_AGENTS).set(inp.pending)
+        self.outbox_oldest.labels(ALL_AGENTS).set(inp.oldest_age_s)
+        self.outbox_stalled.labels(ALL_AGENTS).set(inp.stalled_s)
+
     async def on_breaker_change(self, inp: BreakerChangeInput) -> None:
         """A model's circuit breaker opened or closed."""
-        self.breaker_open.labels(inp.breaker).set(0 if inp.status == "closed" else 1)
+        self.breaker_open.labels(ALL_AGENTS, inp.breaker).set(0 if inp.status == "closed" else 1)
 
     async def on_dead_letter(self, inp: DeadLetterInput) -> None:
         """Dead letters by class."""

@@ -18,6 +18,11 @@ flowing. Refused rows stay unpublished, counted as pending outbox rows by ``agen
 and every refusal is logged with the row, until an operator fixes the destination. When every
 record of a round is refused and none goes through, the broker is more likely down than every
 record bad: the relay pauses without deferring anything.
+
+Whether outputs leave at all is watched (:mod:`agentstream.runtime.publish_watch`): the backlog
+and the age of its oldest row are reported every ``watch_interval_s`` (``on_outbox`` middleware
+hook: metrics, health), and a relay that publishes nothing for ``publish_exit_s`` ends the
+worker with :class:`~agentstream.runtime.publish_watch.PublishStalled`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from collections.abc import Sequence
 
 from agentstream.journal.records import OutboxRow
 from agentstream.journal.store import Store
+from agentstream.middleware import Middleware, MiddlewareStack
+from agentstream.runtime.publish_watch import PublishWatch
 from agentstream.transports.base import PartialPublishError, Transport
 
 log = logging.getLogger("agentstream.relay")
@@ -55,6 +62,9 @@ class OutboxRelay:
         idle_s: Longest sleep between rounds when not notified.
         hold_initial_s: First deferral of a row the broker refused; doubles on every refusal.
         hold_max_s: Longest deferral.
+        watch: Tracks whether outputs leave (default: unhealthy after 60 s, exit after 300 s).
+        middleware: Hears ``on_outbox`` every ``watch_interval_s``.
+        watch_interval_s: How often the backlog is read.
     """
 
     def __init__(
@@ -68,6 +78,9 @@ class OutboxRelay:
         idle_s: float = 0.5,
         hold_initial_s: float = 1.0,
         hold_max_s: float = 60.0,
+        watch: PublishWatch | None = None,
+        middleware: MiddlewareStack | None = None,
+        watch_interval_s: float = 2.0,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -81,6 +94,9 @@ class OutboxRelay:
         self._refusals: dict[int, int] = {}  # refused row id -> refusals so far (backoff)
         self.published = 0
         self.refused = 0
+        self.watch = watch or PublishWatch()
+        self._mw = middleware
+        self.watch_interval_s = watch_interval_s
 
     @property
     def held(self) -> int:
@@ -98,7 +114,15 @@ class OutboxRelay:
             rows = await self.store.claim_outbox(self.owner, limit=self.batch, lease_s=self.lease_s)
             if not rows:
                 return total
-            published = await self._publish(rows)
+            self.watch.round_started()
+            try:
+                published = await self._publish(rows)
+                if published:
+                    self.watch.published()
+                else:
+                    self.watch.nothing_taken()
+            finally:
+                self.watch.round_ended()
             if published:
                 await self.store.mark_published([r.id for r in published])
                 for row in published:
@@ -180,8 +204,45 @@ class OutboxRelay:
                 delay,
             )
 
+    async def observe(self) -> None:
+        """Read the backlog, tell the middleware, and end the run if outputs never leave.
+
+        Raises:
+            PublishStalled: Nothing could be published for the watch's ``exit_after_s``.
+        """
+        try:
+            pending, oldest = await self.store.outbox_backlog()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a journal outage: the backlog is unknown, the stall clock runs on
+            log.debug("outbox relay: backlog unavailable", exc_info=True)
+        else:
+            self.watch.backlog(pending, oldest)
+        if self._mw is not None and self._mw.wants(Middleware.on_outbox):
+            try:
+                await self._mw.on_outbox(self.watch.snapshot())
+            except Exception:
+                log.exception("outbox relay: an on_outbox middleware failed")
+        self.watch.check()
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set, then once more."""
+        """Publish until ``stop`` is set, then once more.
+
+        Raises:
+            PublishStalled: Outputs could not be published for ``publish_exit_s``.
+        """
+        publishing = asyncio.create_task(self._publish_loop(stop), name="outbox-publish")
+        try:
+            while not publishing.done():
+                await self.observe()
+                await asyncio.wait({publishing}, timeout=self.watch_interval_s)
+        finally:
+            if not publishing.done():
+                publishing.cancel()
+            await asyncio.gather(publishing, return_exceptions=True)
+        await publishing
+
+    async def _publish_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.flush()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,10 +33,31 @@ log = logging.getLogger("agentstream.kafka")
 class KafkaDeliveryError(PartialPublishError):
     """The broker did not acknowledge some records (``acknowledged`` tells which it did).
 
-    ``fatal`` is true when librdkafka reported the error as fatal for the producer.
+    ``fatal`` is true when the error leaves the producer unusable: librdkafka reported it
+    fatal, or the broker fenced the producer's id or epoch (see :data:`POISONING_ERRORS`).
     """
 
     fatal = False
+
+
+POISONING_ERRORS = frozenset(
+    {
+        KafkaError._FATAL,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    }
+)
+"""Errors after which an idempotent producer never succeeds again (seen after a broker stall:
+``PRODUCER_FENCED`` on every record, forever); the producer is replaced by a new one, which
+gets a new producer id from the broker."""
+
+
+def poisons_producer(err: KafkaError) -> bool:
+    """Whether an error leaves the producer unusable until it is replaced."""
+    return bool(err.fatal()) or err.code() in POISONING_ERRORS
 
 
 class KafkaTopicError(ConfigurationError):
@@ -154,11 +176,17 @@ class KafkaSender:
         settings: The parsed URL.
     """
 
+    REPLACE_INITIAL_S = 0.5
+    REPLACE_MAX_S = 30.0
+
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
         self._producer: Producer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._replace_delay = self.REPLACE_INITIAL_S
+        self._replace_after = 0.0
+        self.replacements = 0
 
     def _start(self) -> Producer:
         if self._producer is None:
@@ -210,23 +238,48 @@ class KafkaSender:
                     # The local queue is full: let the poll thread drain delivery reports.
                     await asyncio.sleep(0.01)
                 except KafkaException as exc:
-                    # Refused before sending (too large, unknown topic): this record only.
-                    future.set_exception(KafkaDeliveryError(str(exc)))
+                    # Refused before sending: too large or an unknown topic (this record
+                    # only), or the producer is in a fatal state (every record, until replaced).
+                    refusal = KafkaDeliveryError(str(exc))
+                    refusal.fatal = poisons_producer(exc.args[0])
+                    future.set_exception(refusal)
                     if rec.key is not None:
                         refused_lanes.add((rec.topic, rec.key))
                     break
         results = await asyncio.gather(*futures, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            if any(_is_fatal(e) for e in errors):
-                # A fatal idempotence error poisons this producer for good: start a new one.
-                log.error("the Kafka producer hit a fatal error (%s); replacing it", errors[0])
-                await self.close()
+        if not errors:
+            self._replace_delay = self.REPLACE_INITIAL_S
+        else:
+            fatal = next((e for e in errors if _is_fatal(e)), None)
+            if fatal is not None:
+                await self._replace(fatal)
             acknowledged = frozenset(i for i, r in enumerate(results) if r is None)
             raise KafkaDeliveryError(
                 f"{len(errors)} of {len(records)} record(s) not acknowledged: {errors[0]}",
                 acknowledged,
             ) from errors[0]
+
+    async def _replace(self, error: BaseException) -> None:
+        """Drop a producer that can never succeed again; the next send starts a new one.
+
+        Replacements back off (doubling up to ``REPLACE_MAX_S``) so a broker that fences every
+        new producer at once is not hammered; the records stay in the outbox meanwhile.
+        """
+        now = time.monotonic()
+        if now < self._replace_after:
+            return
+        self.replacements += 1
+        log.warning(
+            "the Kafka producer is unusable (%s); replacing it (next replacement no sooner "
+            "than %.1fs)",
+            error,
+            self._replace_delay,
+        )
+        self._replace_after = now + self._replace_delay
+        self._replace_delay = min(self.REPLACE_MAX_S, self._replace_delay * 2)
+        # Its records are journaled in the outbox: no need to wait long for what it still holds.
+        await self.close(timeout_s=1.0)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Flush what is queued, then stop the delivery-report thread."""
@@ -262,7 +315,7 @@ def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
         future.set_result(None)
     else:
         error = KafkaDeliveryError(str(err))
-        error.fatal = bool(err.fatal())
+        error.fatal = poisons_producer(err)
         future.set_exception(error)
 
 
