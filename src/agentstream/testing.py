@@ -23,6 +23,7 @@ from agentstream.app import App
 from agentstream.backends import Backends, scheme_of, sqlite_path
 from agentstream.codec import encode_value
 from agentstream.event import Message, OutgoingRecord, headers_from_mapping
+from agentstream.formats.base import bind_to_broker
 from agentstream.journal.records import StepRecord
 from agentstream.runtime.executor import Executor
 from agentstream.runtime.intake import interpret
@@ -184,6 +185,7 @@ async def run_agent(
         value=encode_value(payload),
         headers=headers_from_mapping(headers),
     )
+    bind_to_broker((spec.decoder, spec.encoder), app.broker_url)
     event = interpret(spec, message)
     store = app.backends().store()
     await store.open()

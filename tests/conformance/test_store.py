@@ -680,3 +680,14 @@ async def test_steps_and_outbox_of_several_events_read_at_once_match_the_single_
         assert steps[event_id] == await store.steps("a", event_id)
         assert outbox[event_id] == await store.outbox("a", event_id)
     assert steps["missing"] == [] and len(steps["e3"]) == 2 and len(outbox["e3"]) == 2
+
+
+async def test_unpriced_model_calls_are_counted_per_agent_and_model(make_store):
+    store = await make_store(FakeClock())
+    claim = await store.claim("a", "e1", owner="w1", lease_s=10, meta=META)
+    for seq, source in enumerate(["unpriced", "provider", "unpriced"]):
+        record = step(seq)
+        record.kind = StepKind.LLM
+        record.meta = {"model": "alias-1", "cost_usd": 0.0, "cost_source": source}
+        await store.write_step("a", "e1", claim.epoch, record)
+    assert await store.unpriced_calls() == {("a", "alias-1"): 2}

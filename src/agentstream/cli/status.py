@@ -74,6 +74,7 @@ async def _status(
         open_letters = await store.dead_letters(status="dead", limit=None)
         breakers = await _breakers(store)
         backlog, oldest = await store.outbox_backlog()
+        unpriced = await store.unpriced_calls()
     by_class = Counter((d.agent, d.failure_class) for d in open_letters)
     lags = await _lags(backends, groups) if groups else None
     if as_json:
@@ -89,6 +90,10 @@ async def _status(
                     ],
                     "lag": lags,
                     "outbox": {"pending": backlog, "oldest_created_at": oldest},
+                    "unpriced_calls": [
+                        {"agent": a, "model": m, "count": n}
+                        for (a, m), n in sorted(unpriced.items())
+                    ],
                     "breakers": {
                         name: {
                             "state": str(b.status),
@@ -126,6 +131,13 @@ async def _status(
         for (agent, cls), n in sorted(by_class.items()):
             dlq.add_row(agent, cls, str(n))
         console.print(dlq)
+    if unpriced:
+        priced = Table(title="model calls no price source knows (counted as $0)")
+        for col in ("agent", "model", "calls"):
+            priced.add_column(col)
+        for (agent, model), n in sorted(unpriced.items()):
+            priced.add_row(agent, model, str(n))
+        console.print(priced)
     if breakers:
         _show_breakers(breakers)
     if lags is None:

@@ -227,6 +227,15 @@ class JournalReads:
             return 0, None
         return int(row[0]), None if row[1] is None else float(row[1])
 
+    async def unpriced_calls(self) -> dict[tuple[str, str], int]:
+        """Model calls journaled as unpriced (cost 0), per agent and model."""
+        sql = f"SELECT agent, meta FROM {self.prefix}as_steps WHERE kind = 'llm' AND meta LIKE ?"
+        out: dict[tuple[str, str], int] = {}
+        for agent, meta in await self.select(sql, ('%"cost_source":"unpriced"%',)):
+            model = str(json.loads(meta).get("model") or "?")
+            out[(str(agent), model)] = out.get((str(agent), model), 0) + 1
+        return out
+
     async def counts(self, agent: str | None = None) -> dict[str, int]:
         """Events per state, plus dead letters (all and open), parked and pending outbox."""
         cond, args = ("", ()) if agent is None else ("AND agent = ?", (agent,))

@@ -263,6 +263,10 @@ class OperatorTools(Protocol):
         """Every agent with at least one event in the journal, sorted."""
         ...
 
+    async def unpriced_calls(self) -> dict[tuple[str, str], int]:
+        """Model calls journaled with ``cost_source`` ``unpriced``, per (agent, model)."""
+        ...
+
     async def redrive(
         self,
         agent: str,

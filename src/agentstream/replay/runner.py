@@ -28,6 +28,7 @@ from agentstream.agent import AgentSpec
 from agentstream.app import App
 from agentstream.codec import to_jsonable
 from agentstream.event import Event, OutgoingRecord
+from agentstream.formats.base import bind_to_broker
 from agentstream.journal.records import EventRecord, ShadowResult, ShadowRun, StepKind, StepRecord
 from agentstream.journal.store import Store
 from agentstream.llm.base import LLMProvider
@@ -139,6 +140,7 @@ async def replay_recorded(
         fail_fast: Stop at the first event that does not reproduce.
     """
     spec = app.select([agent])[0]
+    bind_to_broker((spec.decoder, spec.encoder), app.broker_url)
     counter = _CountCalls()
     stack = MiddlewareStack([counter])
     report = RecordedReport(agent=spec.name)
@@ -285,6 +287,7 @@ async def replay_shadow(
     """
     spec = app.select([agent])[0]
     cand = candidate.select([candidate_agent or agent])[0]
+    bind_to_broker((spec.decoder, spec.encoder, cand.decoder, cand.encoder), app.broker_url)
     run = ShadowRun(
         run_id or f"shadow-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
         spec.name,
