@@ -4,7 +4,8 @@ Every figure comes from a typed middleware hook; nothing in the runtime knows ab
 Metrics live in the middleware's own :class:`~prometheus_client.CollectorRegistry` (one per
 instance, so tests and several apps in one process do not collide), served by a small HTTP
 endpoint started with the first worker and stopped with the last (``port=None``: not served;
-``port=0``: any free port, see :attr:`PrometheusMiddleware.port`).
+``port=0``: any free port, see :attr:`PrometheusMiddleware.port`). The same endpoint answers
+the health probes ``/healthz`` and ``/readyz`` (:mod:`agentstream.observability.health`).
 
 =============================================== ===========================================
 metric                                          from
@@ -49,8 +50,10 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from agentstream.failures import RateLimitedError
 from agentstream.middleware import (
@@ -68,6 +71,7 @@ from agentstream.middleware import (
     StepOutput,
     WorkerInput,
 )
+from agentstream.observability.health import HealthState, health_wsgi_app
 from agentstream.runtime.publish_watch import OutboxInput
 
 ALL_AGENTS = "*"
@@ -75,6 +79,13 @@ ALL_AGENTS = "*"
 every agent, a model's breaker every agent calling the model."""
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class _Quiet(WSGIRequestHandler):
+    """No access log line per scrape or probe."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
 
 
 class PrometheusMiddleware(Middleware):
@@ -99,6 +110,7 @@ class PrometheusMiddleware(Middleware):
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._workers = 0
+        self.health = HealthState()
         r = self.registry
         self.deliveries = Counter(
             "agentstream_deliveries", "Deliveries by outcome.", ["agent", "outcome"], registry=r
@@ -245,9 +257,14 @@ class PrometheusMiddleware(Middleware):
         if self._server is None:
             if self._want_port is None:
                 raise RuntimeError("PrometheusMiddleware was created without a port")
-            self._server, self._thread = start_http_server(
-                self._want_port, addr=self._host, registry=self.registry
+            app = health_wsgi_app(self.health, make_wsgi_app(self.registry))
+            self._server = make_server(
+                self._host, self._want_port, app, ThreadingWSGIServer, handler_class=_Quiet
             )
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, name="agentstream-metrics", daemon=True
+            )
+            self._thread.start()
         return int(self._server.server_port)
 
     def shutdown(self) -> None:
@@ -263,12 +280,16 @@ class PrometheusMiddleware(Middleware):
     async def on_worker_start(self, inp: WorkerInput) -> None:
         """Serve once the first worker starts."""
         self._workers += 1
+        self.health.workers = self._workers
+        self.health.polled(inp.agent)
         if self._want_port is not None:
             self.serve()
 
     async def on_worker_stop(self, inp: WorkerInput) -> None:
         """Stop serving when the last worker stops."""
         self._workers = max(0, self._workers - 1)
+        self.health.workers = self._workers
+        self.health.last_poll.pop(inp.agent, None)
         if self._workers == 0:
             self.shutdown()
 
@@ -324,12 +345,19 @@ class PrometheusMiddleware(Middleware):
 
     async def on_outbox(self, inp: OutboxInput) -> None:
         """Outbox backlog, its oldest row, and a publishing stall."""
+        self.health.outbox(
+            healthy=inp.healthy,
+            pending=inp.pending,
+            stalled_s=inp.stalled_s,
+            journal_ok=inp.journal_ok,
+        )
         self.outbox_pending.labels(ALL_AGENTS).set(inp.pending)
         self.outbox_oldest.labels(ALL_AGENTS).set(inp.oldest_age_s)
         self.outbox_stalled.labels(ALL_AGENTS).set(inp.stalled_s)
 
     async def on_breaker_change(self, inp: BreakerChangeInput) -> None:
         """A model's circuit breaker opened or closed."""
+        self.health.breaker(inp.breaker, inp.status, inp.reason)
         self.breaker_open.labels(ALL_AGENTS, inp.breaker).set(0 if inp.status == "closed" else 1)
 
     async def on_dead_letter(self, inp: DeadLetterInput) -> None:
@@ -342,6 +370,7 @@ class PrometheusMiddleware(Middleware):
 
     async def on_poll(self, inp: PollInput) -> None:
         """In flight, buffered, paused, lag."""
+        self.health.polled(inp.agent)
         self.in_flight.labels(inp.agent).set(inp.in_flight)
         self.buffered.labels(inp.agent).set(inp.buffered)
         self.paused.labels(inp.agent).set(1 if inp.paused else 0)

@@ -41,12 +41,14 @@ class OutboxInput:
         oldest_age_s: Age of the oldest unpublished row (0 when none).
         stalled_s: How long rows have waited with nothing published (0 when publishing).
         healthy: False once stalled for ``publish_unhealthy_s``.
+        journal_ok: Whether the journal answered the last backlog read.
     """
 
     pending: int
     oldest_age_s: float
     stalled_s: float
     healthy: bool
+    journal_ok: bool = True
 
 
 class PublishWatch:
@@ -76,6 +78,7 @@ class PublishWatch:
         self._reported = False
         self.pending = 0
         self.oldest_at: float | None = None
+        self.journal_ok = True
 
     @property
     def stalled_s(self) -> float:
@@ -130,7 +133,9 @@ class PublishWatch:
 
     def snapshot(self) -> OutboxInput:
         """The state, for metrics and health."""
-        return OutboxInput(self.pending, self.oldest_age_s, self.stalled_s, self.healthy)
+        return OutboxInput(
+            self.pending, self.oldest_age_s, self.stalled_s, self.healthy, self.journal_ok
+        )
 
     def check(self) -> None:
         """Log once when unhealthy; raise when stalled past ``exit_after_s``.

@@ -216,7 +216,9 @@ class OutboxRelay:
             raise
         except Exception:  # a journal outage: the backlog is unknown, the stall clock runs on
             log.debug("outbox relay: backlog unavailable", exc_info=True)
+            self.watch.journal_ok = False
         else:
+            self.watch.journal_ok = True
             self.watch.backlog(pending, oldest)
         if self._mw is not None and self._mw.wants(Middleware.on_outbox):
             try:
