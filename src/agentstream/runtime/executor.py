@@ -121,6 +121,8 @@ class Executor:
         rate_limit_retry: How model calls answered 429 are retried at the call site (None:
             a 429 fails the attempt like any transient error).
         user_code: Where sync user callables run (default: the loop's default executor).
+        on_outputs: Called when a completion or dead letter has put records in the outbox (the
+            worker wakes the outbox relay; events without outputs never wake it).
     """
 
     def __init__(
@@ -138,6 +140,7 @@ class Executor:
         answers: RecordedAnswers | None = None,
         rate_limit_retry: RateLimitRetry | None = None,
         user_code: UserCode | None = None,
+        on_outputs: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -153,6 +156,7 @@ class Executor:
         self.journal = JournalBatcher(store, spec.name, owner=owner, lease_s=lease_s)
         self.leases = LeaseBook(lease_s)
         self.user_code = user_code or UserCode()
+        self._on_outputs = on_outputs
 
     def claims(self) -> list[tuple[str, int]]:
         """Current ``(event identity, epoch)`` claims, for lease renewal."""
@@ -350,6 +354,8 @@ class Executor:
                 version=event.version,
             )
             await self.journal.complete(identity, epoch, completion)
+            if outputs and self._on_outputs is not None:
+                self._on_outputs()
             if self.mw.wants(Middleware.after_complete):
                 await self.mw.after_complete(CompletedInput(spec.name, event, len(outputs), result))
             return Done("completed"), ctx, None, None
@@ -464,6 +470,8 @@ class Executor:
             envelope=envelope,
             outputs=outputs,
         )
+        if outputs and self._on_outputs is not None:
+            self._on_outputs()
         log.warning(
             "agent %s: event %s dead-lettered (%s, attempt %d): %s",
             spec.name,
