@@ -34,8 +34,11 @@ from agentstream.failures import (
     UndecodablePayload,
 )
 from agentstream.integrations.tools import effect, idempotency_key, step
+from agentstream.journal.waits import SignalReceipt, SignalStatus
 from agentstream.llm.base import LLMProvider, LLMRequest, LLMResponse, ToolCall, Usage
 from agentstream.middleware import Middleware
+from agentstream.signals import SignalError, SignalForUnknownEvent, SignalRejected
+from agentstream.waits import WaitTimeout
 
 __version__ = "0.1.0"
 
@@ -74,11 +77,17 @@ __all__ = [
     "RuntimeConfig",
     "SchemaInvalidPayload",
     "SemanticError",
+    "SignalError",
+    "SignalForUnknownEvent",
+    "SignalReceipt",
+    "SignalRejected",
+    "SignalStatus",
     "ToolCall",
     "TopicPartition",
     "TransientError",
     "UndecodablePayload",
     "Usage",
+    "WaitTimeout",
     "__version__",
     "current_context",
     "effect",

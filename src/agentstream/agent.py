@@ -126,6 +126,9 @@ class AgentSpec:
         nondeterminism: Policy for fingerprint mismatches on resume.
         budget: Per-event ceilings.
         ordering: ``key`` or ``strict`` (park a key behind its dead letter).
+        hold_key_while_waiting: Under strict ordering, later events of a key wait (parked)
+            behind an event that waits for a signal or timer; False lets them go on. Other keys
+            always go on, and with ``ordering="key"`` a waiting event holds nothing.
         group: Consumer group (default ``<app>.<agent>``).
         decoder: How message bytes become the payload (default: CloudEvents when the message
             is one, binary or structured mode, else the value as it is).
@@ -151,6 +154,7 @@ class AgentSpec:
     nondeterminism: NonDeterminismPolicy = NonDeterminismPolicy.DEAD_LETTER
     budget: Budget = field(default_factory=Budget)
     ordering: Ordering = Ordering.KEY
+    hold_key_while_waiting: bool = True
     group: str | None = None
     decoder: Decoder = field(default_factory=lambda: CloudEventsDecoder(required=False))
     encoder: Encoder | None = None

@@ -26,6 +26,8 @@ from agentstream.event import IdentitySpec
 from agentstream.failures import ConfigurationError, Retry
 from agentstream.formats.base import Decoder, Encoder, bind_to_broker
 from agentstream.formats.cloud_events import CloudEventsDecoder
+from agentstream.journal.store import Store
+from agentstream.journal.waits import SignalReceipt, WaitJournal
 from agentstream.llm.admission import AdmissionControl
 from agentstream.llm.base import LLMProvider
 from agentstream.llm.breaker import CircuitBreaker
@@ -34,6 +36,7 @@ from agentstream.middleware import Middleware, MiddlewareStack
 from agentstream.runtime.publish_watch import PublishStalled, PublishWatch, exit_anyway
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.worker import AgentWorker
+from agentstream.signals import send_signal
 from agentstream.startup import check_destinations, check_provider, warn_about_shared_journal
 
 log = logging.getLogger("agentstream.app")
@@ -152,6 +155,7 @@ class App:
             self.breaker.bind(self.middleware)
         self.config = config or RuntimeConfig()
         self.agents: dict[str, AgentSpec] = {}
+        self._running: tuple[Store, list[AgentWorker]] | None = None
 
     def __repr__(self) -> str:
         return f"App({self.name!r}, broker={self.broker_url!r}, store={self.store_url!r})"
@@ -176,6 +180,7 @@ class App:
         nondeterminism: NonDeterminismPolicy | str = NonDeterminismPolicy.DEAD_LETTER,
         budget: Budget | None = None,
         ordering: Ordering | str = Ordering.KEY,
+        hold_key_while_waiting: bool = True,
         group: str | None = None,
         input_type: Any = None,
         decoder: Decoder | None = None,
@@ -203,6 +208,8 @@ class App:
             nondeterminism: Policy for fingerprint mismatches on resume.
             budget: Per-event ceilings on model calls, tokens and cost.
             ordering: ``key``, or ``strict`` to park a key behind its dead letter.
+            hold_key_while_waiting: Under strict ordering, park later events of a key behind
+                an event of it that waits (``ctx.wait_for``, ``ctx.sleep``); False lets them go.
             group: Consumer group (default ``<app>.<agent>``).
             input_type: Payload type (default: the handler's annotation; JSON when absent).
             decoder: How records become payloads (see :mod:`agentstream.formats`); default:
@@ -236,6 +243,7 @@ class App:
                 nondeterminism=NonDeterminismPolicy(nondeterminism),
                 budget=budget or Budget(),
                 ordering=Ordering(ordering),
+                hold_key_while_waiting=hold_key_while_waiting,
                 group=group,
                 decoder=decoder or CloudEventsDecoder(required=False),
                 encoder=encoder,
@@ -244,6 +252,50 @@ class App:
             return handler
 
         return register
+
+    async def signal(
+        self,
+        agent: str,
+        event_id: str,
+        name: str,
+        data: Any = None,
+        *,
+        signal_id: str | None = None,
+        unknown_ok: bool = False,
+    ) -> SignalReceipt:
+        """Send the signal ``name`` to an event of ``agent`` (see :mod:`agentstream.signals`).
+
+        Applied once per ``signal_id`` (default: from the name and data); an event waiting for
+        it resumes on whichever worker is alive (at once when this process runs the agent).
+
+        Raises:
+            SignalRejected: The event is completed or dead-lettered (the signal is recorded).
+            SignalForUnknownEvent: The journal has no such event (the signal is kept) and
+                ``unknown_ok`` is False.
+        """
+        self.select([agent])
+        running = self._running
+        if running is not None:
+            store, workers = running
+            if not isinstance(store, WaitJournal):
+                raise ConfigurationError(f"journal {store!r} does not support signals")
+            receipt = await send_signal(
+                store, agent, event_id, name, data, signal_id=signal_id, unknown_ok=unknown_ok
+            )
+            for worker in workers:
+                if worker.spec.name == agent and worker.wakeups is not None:
+                    worker.wakeups.poke()
+            return receipt
+        own = self.backends().store()
+        if not isinstance(own, WaitJournal):
+            raise ConfigurationError(f"journal {own!r} does not support signals")
+        await own.open()
+        try:
+            return await send_signal(
+                own, agent, event_id, name, data, signal_id=signal_id, unknown_ok=unknown_ok
+            )
+        finally:
+            await own.close()
 
     def group_of(self, spec: AgentSpec) -> str:
         """The consumer group of an agent."""
@@ -344,6 +396,7 @@ class App:
             )
             for spec in specs
         ]
+        self._running = (store, workers)
         if on_started is not None:
             on_started(workers)
         relay_task = asyncio.create_task(relay.run(relay_stop), name="outbox-relay")
@@ -362,6 +415,7 @@ class App:
                 # the supervisor must get its non-zero exit.
                 exit_anyway(self.config.shutdown_grace_s + 15.0, code=3)
         finally:
+            self._running = None
             for w in workers:
                 w.stop()
             results = await asyncio.gather(*tasks, return_exceptions=True)

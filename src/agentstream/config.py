@@ -52,6 +52,15 @@ class RuntimeConfig(BaseModel):
         description="An event-loop stall longer than this is logged and counted "
         "(agentstream_loop_stalls_total).",
     )
+    wake_poll_s: float = Field(
+        0.2,
+        gt=0,
+        description="How often the journal is asked for waiting events that are due (signal "
+        "arrived, timer fired); bounds how late a timer fires.",
+    )
+    wake_batch: int = Field(
+        200, ge=1, description="Most due waiting events resumed by one wake-up round."
+    )
     retention_s: float = Field(
         7 * 86400.0,
         gt=0,

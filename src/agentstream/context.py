@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from agentstream import waits
 from agentstream.agent import AgentSpec, NonDeterminismPolicy
 from agentstream.codec import fingerprint, return_adapter, to_jsonable
 from agentstream.event import Event, Headers, OutgoingRecord, headers_from_mapping
@@ -430,6 +431,42 @@ class Context:
                 f"effect {name!r} was still running at its deadline and was cancelled; its "
                 "outcome is unknown and will be reconciled"
             ) from None
+
+    async def wait_for(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (the wait's deadline)
+        schema: Any = None,
+        default: Any = waits.MISSING,
+    ) -> Any:
+        """Wait for the signal ``name`` sent to this event, without holding anything meanwhile.
+
+        The first time the handler gets here with no signal, the event is suspended (its claim,
+        lease, task and in-flight slot are released, its offset moves on) and resumed by
+        whichever worker is alive when the signal arrives or the timeout passes; the steps
+        before the wait replay from the journal. The answer is journaled, so every later
+        replay returns the same one.
+
+        Args:
+            name: The signal's name (``agentstream signal APP AGENT EVENT_ID NAME``).
+            timeout: Seconds from the first time the wait is reached (None: no timeout).
+            schema: Type the signal's data is validated into (a pydantic model...); a signal
+                whose data does not validate is rejected and the wait goes on.
+            default: Returned on timeout (default: raise :class:`~agentstream.WaitTimeout`).
+
+        Returns:
+            The signal's data, validated.
+        """
+        return await waits.wait_for(self, name, timeout=timeout, schema=schema, default=default)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep durably: the event is suspended and resumed after ``seconds`` by any worker.
+
+        The timer starts the first time the handler gets here and survives restarts; the
+        sleep is a journaled step, so a resumed or replayed handler passes it at once.
+        """
+        await waits.sleep(self, seconds)
 
     async def now(self) -> float:
         """Wall-clock seconds, recorded once per event (replay-safe)."""

@@ -140,6 +140,8 @@ class Event:
             ``message_id`` or ``coordinates`` (see :data:`WEAK_IDENTITY_SOURCES`).
         parked_id: Set when the event comes back from the journal's parking (strict ordering),
             not from the transport; its delivery was acknowledged when it was parked.
+        woken: Set when the event comes back from a wait (signal or timer), not from the
+            transport; its delivery was acknowledged when it was suspended.
         attributes: Envelope attributes the decoder found (a CloudEvent's ``id``, ``source``,
             ``type``, ``time``...; a Schema Registry schema id).
     """
@@ -153,6 +155,7 @@ class Event:
     identity_source: str = "header"
     extra: dict[str, Any] = field(default_factory=dict)
     parked_id: int | None = None
+    woken: bool = False
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -130,6 +130,26 @@ class DeadLetterInput:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitInput:
+    """An event began or ended a wait (``ctx.wait_for`` or ``ctx.sleep``).
+
+    Attributes:
+        kind: ``signal`` or ``timer``.
+        name: The signal's name (``sleep`` for a timer).
+        phase: ``suspended`` (the event now waits), ``signalled`` or ``timed_out`` (a wait
+            ended, for a signal wait), ``fired`` (a timer ended).
+        waited_s: How long the wait lasted, when it ended.
+    """
+
+    agent: str
+    event: Event
+    kind: str
+    name: str
+    phase: str
+    waited_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class CompletedInput:
     """An event whose completion is durable in the journal, before its offset is acknowledged."""
 
@@ -270,6 +290,9 @@ class Middleware:
     async def after_complete(self, inp: CompletedInput) -> None:
         """Completion is durable; the offset is not yet acknowledged."""
 
+    async def on_wait(self, inp: WaitInput) -> None:
+        """An event was suspended at a wait, or a wait ended."""
+
     async def on_nondeterminism(self, inp: NonDeterminismInput) -> None:
         """A fingerprint mismatch was found on resume."""
 
@@ -315,6 +338,7 @@ _HOOKS: tuple[_Hook, ...] = (
     Middleware.on_retry,
     Middleware.on_dead_letter,
     Middleware.after_complete,
+    Middleware.on_wait,
     Middleware.on_nondeterminism,
     Middleware.on_poll,
     Middleware.on_rate_limit_wait,
@@ -423,6 +447,11 @@ class MiddlewareStack:
         """Dispatch ``on_dead_letter``."""
         for m in self._order(Middleware.on_dead_letter, True):
             await m.on_dead_letter(inp)
+
+    async def on_wait(self, inp: WaitInput) -> None:
+        """Dispatch ``on_wait``."""
+        for m in self._order(Middleware.on_wait, True):
+            await m.on_wait(inp)
 
     async def after_complete(self, inp: CompletedInput) -> None:
         """Dispatch ``after_complete``."""

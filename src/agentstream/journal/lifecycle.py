@@ -79,13 +79,18 @@ def first_claim(until: float) -> Claim:
 def decide_claim(row: ClaimRow, *, now: float, until: float) -> Claim:
     """The answer to a claim of a known event (its steps are attached by the caller).
 
-    Settled events are not run again; a live lease (or a retry backoff) makes the claimer wait;
+    Settled events are not run again; a waiting event that is not due answers ``waiting`` (its
+    delivery is acknowledged; the wake-up loop resumes it); a live lease (or a retry backoff)
+    makes the claimer wait;
     otherwise the claim is granted under the next epoch, as one more attempt, until ``until``.
     """
     if row.state == EventState.COMPLETED:
         return Claim(ClaimStatus.COMPLETED, row.epoch, row.attempts)
     if row.state == EventState.DEAD:
         return Claim(ClaimStatus.DEAD, row.epoch, row.attempts)
+    if row.state == EventState.WAITING and row.lease_until > now:
+        # a waiting event's lease_until is when it is due (see agentstream.journal.waits)
+        return Claim(ClaimStatus.WAITING, row.epoch, row.attempts, row.lease_until)
     if row.lease_until > now:
         return Claim(ClaimStatus.BUSY, row.epoch, row.attempts, row.lease_until)
     return Claim(ClaimStatus.CLAIMED, row.epoch + 1, row.attempts + 1, until)
@@ -102,7 +107,7 @@ def counts_delivery(claim: Claim) -> bool:
     A grant counts one delivery itself; busy answers are not counted, since the same delivery
     asks again until the holder lets go.
     """
-    return claim.status in (ClaimStatus.COMPLETED, ClaimStatus.DEAD)
+    return claim.status in (ClaimStatus.COMPLETED, ClaimStatus.DEAD, ClaimStatus.WAITING)
 
 
 def answer_in_order(event_ids: Sequence[str], answers: Mapping[str, Claim]) -> list[Claim]:

@@ -18,6 +18,8 @@ from agentstream.journal.rows import DLQ_COLUMNS, PARKED_COLUMNS
 
 BLOCKING = sql_list(BLOCKING_STATUSES)
 """The dead-letter statuses that hold a key's later events back, as an SQL list."""
+FINISHED = sql_list((EventState.COMPLETED, EventState.DEAD))
+"""The states of a finished event, as an SQL list."""
 
 Query = tuple[str, tuple[Any, ...]]
 
@@ -120,7 +122,8 @@ def parked_query(
         sql += (
             f" {'AND' if where.sql else 'WHERE'} NOT EXISTS (SELECT 1 FROM "
             f"{prefix}as_dead_letters d WHERE d.agent = p.agent AND d.event_key = p.event_key "
-            f"AND d.status IN {BLOCKING})"
+            f"AND d.status IN {BLOCKING}) AND NOT EXISTS "
+            f"({holding_wait(prefix, 'p.agent', 'p.event_key')})"
         )
     return sql + " ORDER BY p.id LIMIT ?", (*where.args, limit)
 
@@ -142,11 +145,31 @@ def claimable_outbox(prefix: str, columns: str) -> str:
     )
 
 
-def blocker_query(prefix: str) -> str:
-    """The event whose open dead letter blocks a key (parameters: agent, key)."""
+def holding_wait(prefix: str, agent: str, key: str) -> str:
+    """SQL: a waiting (or woken, unfinished) event that holds the key ``{agent}.{key}``."""
     return (
-        f"SELECT event_id FROM {prefix}as_dead_letters WHERE agent = ? AND event_key = ? "
-        f"AND status IN {BLOCKING} ORDER BY id LIMIT 1"
+        f"SELECT w.event_id FROM {prefix}as_waits w JOIN {prefix}as_events e "
+        "ON e.agent = w.agent AND e.event_id = w.event_id "
+        f"WHERE w.agent = {agent} AND w.event_key = {key} AND w.holds_key = 1 "
+        f"AND e.state NOT IN {FINISHED}"
+    )
+
+
+def blocker_query(prefix: str) -> str:
+    """The event that blocks a key (parameters: agent, key).
+
+    Its open dead letter's event, else an event of the key that waits while holding it.
+    """
+    return (
+        "WITH k (agent, event_key) AS (SELECT CAST(? AS TEXT), CAST(? AS TEXT)) "
+        "SELECT event_id FROM ("
+        f"SELECT d.event_id, 0 AS o, d.id AS n FROM {prefix}as_dead_letters d, k "
+        "WHERE d.agent = k.agent AND d.event_key = k.event_key "
+        f"AND d.status IN {BLOCKING} UNION ALL SELECT w.event_id, 1, 0 FROM k "
+        f"JOIN {prefix}as_waits w ON w.agent = k.agent AND w.event_key = k.event_key "
+        f"JOIN {prefix}as_events e ON e.agent = w.agent AND e.event_id = w.event_id "
+        f"WHERE w.holds_key = 1 AND e.state NOT IN {FINISHED}"
+        ") b ORDER BY o, n LIMIT 1"
     )
 
 

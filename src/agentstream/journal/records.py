@@ -21,6 +21,8 @@ class EventState(enum.StrEnum):
     CLAIMED = "claimed"
     COMPLETED = "completed"
     DEAD = "dead"
+    WAITING = "waiting"
+    """Suspended at a ``ctx.wait_for`` or ``ctx.sleep`` (see :mod:`agentstream.journal.waits`)."""
 
 
 class ClaimStatus(enum.StrEnum):
@@ -34,6 +36,8 @@ class ClaimStatus(enum.StrEnum):
     """The event was dead-lettered; acknowledge the delivery."""
     BUSY = "busy"
     """Someone else holds a live lease, or a retry backoff is running; try again later."""
+    WAITING = "waiting"
+    """The event waits for a signal or a timer that is not due; acknowledge the delivery."""
 
 
 class StepKind(enum.StrEnum):
@@ -42,6 +46,10 @@ class StepKind(enum.StrEnum):
     LLM = "llm"
     STEP = "step"
     EFFECT = "effect"
+    WAIT = "wait"
+    """``ctx.wait_for``: a signal's data, or a timeout."""
+    SLEEP = "sleep"
+    """``ctx.sleep``: a durable timer."""
 
 
 class StepStatus(enum.StrEnum):

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["BLOBS", "CORE", "OUTBOX_LANES", "POSTGRES", "SQLITE", "Dialect", "render"]
+__all__ = [
+    "BLOBS",
+    "CORE",
+    "OUTBOX_LANES",
+    "POSTGRES",
+    "SQLITE",
+    "WAITS",
+    "Dialect",
+    "render",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +205,38 @@ OUTBOX_LANES = (
     "CREATE INDEX {ine}as_outbox_lane ON {p}as_outbox (topic, key, id) WHERE published_at IS NULL"
 )
 """Records of one topic and key, in order (the relay's lane check)."""
+
+
+WAITS = """
+CREATE TABLE {ine}{p}as_waits (
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event_key TEXT,
+    holds_key INTEGER NOT NULL,
+    since {real} NOT NULL,
+    deadline {real},
+    due_at {real} NOT NULL,
+    PRIMARY KEY (agent, event_id)
+){norowid};
+CREATE INDEX {ine}as_waits_due ON {p}as_waits (agent, due_at);
+CREATE INDEX {ine}as_waits_key ON {p}as_waits (agent, event_key) WHERE holds_key = 1;
+CREATE TABLE {ine}{p}as_signals (
+    id {id},
+    agent TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    data TEXT,
+    received_at {real} NOT NULL,
+    status TEXT NOT NULL,
+    consumed_at {real},
+    note TEXT,
+    UNIQUE (agent, event_id, signal_id)
+);
+CREATE INDEX {ine}as_signals_event ON {p}as_signals (agent, event_id, name, status)
+"""
+"""Waiting events (one row per suspended event: what it waits for, until when, whether it
+holds its key) and the signals sent to events (see :mod:`agentstream.journal.waits`)."""

@@ -30,6 +30,7 @@ Either way nothing of this delivery stands; the next claim (by whichever worker)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -62,6 +63,7 @@ from agentstream.journal.records import (
     StepRecord,
 )
 from agentstream.journal.store import EventJournal
+from agentstream.journal.waits import WaitJournal
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import (
     CompletedInput,
@@ -72,10 +74,12 @@ from agentstream.middleware import (
     ProcessInput,
     ProcessOutcome,
     RetryInput,
+    WaitInput,
 )
 from agentstream.runtime.batcher import JournalBatcher
 from agentstream.runtime.leases import LeaseBook
 from agentstream.usercode import UserCode
+from agentstream.waits import Suspended
 
 if TYPE_CHECKING:
     from agentstream.llm.admission import RateLimitRetry
@@ -171,7 +175,11 @@ class Executor:
         failure_class: str | None = None
         error: BaseException | None = None
         try:
-            if self.spec.ordering == Ordering.STRICT and await self._held(event):
+            if (
+                self.spec.ordering == Ordering.STRICT
+                and not event.woken
+                and await self._held(event)
+            ):
                 outcome: Outcome = Done("parked")
             else:
                 outcome, ctx, failure_class, error = await self._claim_and_run(event)
@@ -252,6 +260,8 @@ class Executor:
             outcome: Outcome = Done("duplicate")
         elif claim.status == ClaimStatus.DEAD:
             outcome = Done("dead")
+        elif claim.status == ClaimStatus.WAITING:
+            outcome = Done("waiting")
         elif claim.status == ClaimStatus.BUSY:
             # A live holder usually finishes long before its lease ends: look again soon,
             # but never later than the lease (or the retry backoff) ends.
@@ -321,6 +331,9 @@ class Executor:
             try:
                 with running(ctx):
                     result = await spec.handler(ctx, event.payload)
+            except Suspended as suspended:
+                await self._suspend(event, epoch, suspended)
+                return Done("waiting"), ctx, None, None
             except FencedError as exc:
                 return self._fenced(event, exc), ctx, None, None
             except LeaseLostError as exc:
@@ -365,6 +378,20 @@ class Executor:
             raise
         finally:
             self.leases.drop(lease)
+
+    async def _suspend(self, event: Event, epoch: int, suspended: Suspended) -> None:
+        """Write the wait and release the claim in one transaction (the event waits)."""
+        store = self.store
+        if not isinstance(store, WaitJournal):
+            raise TypeError(f"journal {store!r} cannot suspend events")
+        spec = self.spec
+        wait = dataclasses.replace(
+            suspended.wait,
+            holds_key=spec.ordering == Ordering.STRICT and spec.hold_key_while_waiting,
+        )
+        await store.suspend(spec.name, event.identity, epoch, wait, suspended.step, event.key)
+        if self.mw.wants(Middleware.on_wait):
+            await self.mw.on_wait(WaitInput(spec.name, event, wait.kind, wait.name, "suspended"))
 
     async def _failed(
         self, event: Event, claim: Claim, ctx: Context, exc: BaseException

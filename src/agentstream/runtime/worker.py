@@ -20,6 +20,10 @@ with its own journal connection, so no user code (not even an async handler burn
 loop) can delay a renewal; the keeper's watchdog logs and counts loop stalls. Synchronous user
 code runs in the worker's bounded pool (``user_threads``), never on the loop.
 
+Every agent also runs the wake-up loop (:mod:`agentstream.runtime.wakeups`): waiting events
+whose signal arrived or whose timer is due are queued like fresh deliveries; they were
+acknowledged when they suspended, so they are not acknowledged again.
+
 Shutdown, in order:
 
 1. stop polling and pause the transport;
@@ -41,6 +45,7 @@ from agentstream.agent import AgentSpec, Ordering
 from agentstream.config import RuntimeConfig
 from agentstream.event import WEAK_IDENTITY_SOURCES, Event, TopicPartition
 from agentstream.journal.store import Store
+from agentstream.journal.waits import WaitJournal
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import (
     LoopStallInput,
@@ -55,6 +60,7 @@ from agentstream.runtime.intake import interpret_all
 from agentstream.runtime.keeper import LeaseKeeper
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.scheduler import KeyedScheduler
+from agentstream.runtime.wakeups import WakeUps
 from agentstream.transports.base import Transport, TransportFatalError
 from agentstream.usercode import UserCode
 
@@ -155,9 +161,15 @@ class AgentWorker:
         self._warned_coordinates = False
         self._stop = asyncio.Event()
         self._unparking: dict[int, TopicPartition] = {}
+        self.wakeups = (
+            WakeUps(spec, store, self.scheduler, config) if isinstance(store, WaitJournal) else None
+        )
 
     def _done(self, event: Event) -> None:
-        if event.parked_id is None:
+        if event.woken:
+            if self.wakeups is not None:
+                self.wakeups.done(event)
+        elif event.parked_id is None:
             self.transport.ack(event.message)
         else:
             self._unparking.pop(event.parked_id, None)
@@ -177,6 +189,8 @@ class AgentWorker:
         )
         running = self.scheduler.drop(partitions)
         gone = set(partitions)
+        if self.wakeups is not None:
+            self.wakeups.forget(gone)
         for parked_id, tp in list(self._unparking.items()):
             if tp in gone:
                 del self._unparking[parked_id]
@@ -212,6 +226,8 @@ class AgentWorker:
             side.append(asyncio.create_task(self._keep_leases(), name=f"leases:{self.spec.name}"))
         if self.spec.ordering == Ordering.STRICT:
             side.append(asyncio.create_task(self._unpark_loop(), name=f"unpark:{self.spec.name}"))
+        if self.wakeups is not None:
+            side.append(asyncio.create_task(self.wakeups.run(), name=f"wake:{self.spec.name}"))
         try:
             await self._poll_loop()
         finally:

@@ -45,11 +45,16 @@ WITH doomed AS MATERIALIZED (
     DELETE FROM {{s}}.as_failures WHERE (agent, event_id) IN (SELECT * FROM doomed) RETURNING 1
 ), outbox AS (
     DELETE FROM {{s}}.as_outbox WHERE (agent, event_id) IN (SELECT * FROM doomed) RETURNING 1
+), waits AS (
+    DELETE FROM {{s}}.as_waits WHERE (agent, event_id) IN (SELECT * FROM doomed) RETURNING 1
+), signals AS (
+    DELETE FROM {{s}}.as_signals WHERE (agent, event_id) IN (SELECT * FROM doomed) RETURNING 1
 ), events AS (
     DELETE FROM {{s}}.as_events WHERE (agent, event_id) IN (SELECT * FROM doomed) RETURNING 1
 )
 SELECT (SELECT COUNT(*) FROM steps), (SELECT COUNT(*) FROM failures),
-    (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM events)
+    (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM waits),
+    (SELECT COUNT(*) FROM signals), (SELECT COUNT(*) FROM events)
 """
 """Delete finished events and their history in one statement (one snapshot)."""
 
@@ -179,7 +184,11 @@ class PostgresOperations(PostgresDatabase):
                 counts = await cur.fetchone()
                 assert counts is not None
                 out = dict(
-                    zip(("steps", "failures", "outbox", "events"), map(int, counts), strict=True)
+                    zip(
+                        ("steps", "failures", "outbox", "waits", "signals", "events"),
+                        map(int, counts),
+                        strict=True,
+                    )
                 )
                 cur = await conn.execute(
                     self.q(

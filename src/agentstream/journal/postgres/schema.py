@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from agentstream.journal.tables import BLOBS, CORE, OUTBOX_LANES, POSTGRES, render
+from agentstream.journal.tables import BLOBS, CORE, OUTBOX_LANES, POSTGRES, WAITS, render
 
 __all__ = ["MIGRATIONS", "migrate"]
 
@@ -36,6 +36,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         "outbox lanes: records of one topic and key in order",
         render(OUTBOX_LANES, POSTGRES),
     ),
+    (4, "waiting events and signals", render(WAITS, POSTGRES)),
 )
 """``(version, name, statements)``; ``{s}`` in the statements is the quoted schema name."""
 

@@ -30,7 +30,6 @@ from agentstream.failures import FencedError
 from agentstream.journal import lifecycle
 from agentstream.journal.postgres.blobs import PostgresBlobs
 from agentstream.journal.postgres.database import Conn, parse_postgres_url
-from agentstream.journal.postgres.operations import PostgresOperations
 from agentstream.journal.postgres.statements import (
     COMPLETE,
     COMPLETE_EFFECTS,
@@ -40,6 +39,7 @@ from agentstream.journal.postgres.statements import (
     outbox_arrays,
     pg_where,
 )
+from agentstream.journal.postgres.waits import PostgresWaits
 from agentstream.journal.queries import claimable_outbox
 from agentstream.journal.records import (
     Claim,
@@ -60,6 +60,7 @@ from agentstream.journal.rows import (
     step_values,
 )
 from agentstream.journal.sql import ClaimBatch, CompletionBatch, DeadLetterWrite, SqlJournal
+from agentstream.journal.wait_reads import WaitReads
 
 if TYPE_CHECKING:
     from agentstream.backends import Backends
@@ -85,7 +86,7 @@ def _effects(
     } | outbox_arrays([o[2] for o in outputs])
 
 
-class PostgresStore(PostgresOperations, PostgresBlobs, SqlJournal):
+class PostgresStore(PostgresWaits, PostgresBlobs, WaitReads, SqlJournal):
     """Journal in a PostgreSQL schema, shared by any number of worker processes and hosts.
 
     Args:

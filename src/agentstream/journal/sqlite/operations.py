@@ -120,7 +120,14 @@ class SqliteOperations:
                 (str(lifecycle.PRUNABLE), before),
             )
             out: dict[str, int] = {}
-            for table in ("as_steps", "as_failures", "as_outbox", "as_events"):
+            for table in (
+                "as_steps",
+                "as_failures",
+                "as_outbox",
+                "as_waits",
+                "as_signals",
+                "as_events",
+            ):
                 out[table.removeprefix("as_")] = conn.execute(
                     f"DELETE FROM {table} WHERE (agent, event_id) IN "
                     "(SELECT agent, event_id FROM temp.as_prune)"

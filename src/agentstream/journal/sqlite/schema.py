@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from agentstream.journal.tables import BLOBS, CORE, OUTBOX_LANES, SQLITE, render
+from agentstream.journal.tables import BLOBS, CORE, OUTBOX_LANES, SQLITE, WAITS, render
 
 SCHEMA_VERSION = 3
 
@@ -14,6 +14,7 @@ SCHEMA = ";".join(
         render(CORE, SQLITE),
         render(OUTBOX_LANES, SQLITE),
         render(BLOBS, SQLITE),
+        render(WAITS, SQLITE),
     ]
 )
 """Every table and index, created if missing (:mod:`agentstream.journal.tables` in SQLite's

@@ -35,6 +35,8 @@ from agentstream.journal.sqlite.statements import (
     run_select,
     steps_of,
 )
+from agentstream.journal.sqlite.waits import SqliteWaits
+from agentstream.journal.wait_reads import WaitReads
 from agentstream.sqlite_db import SqliteDatabase
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 _CLAIMABLE_OUTBOX = claimable_outbox("", OUTBOX_COLUMNS)
 
 
-class SqliteStore(SqliteOperations, SqliteBlobs, SqlJournal):
+class SqliteStore(SqliteOperations, SqliteBlobs, SqliteWaits, WaitReads, SqlJournal):
     """Journal in a SQLite file (WAL mode), shareable by several worker processes.
 
     Args:
