@@ -152,9 +152,12 @@ def kill_plan(plan: ChaosPlan) -> str:
 class Workers:
     """The worker processes."""
 
-    def __init__(self, plan: ChaosPlan, env: dict[str, str]) -> None:
+    def __init__(
+        self, plan: ChaosPlan, env: dict[str, str], app: str = "tests.apps.chaos_app:app"
+    ) -> None:
         self.plan = plan
         self.env = env
+        self.app = app
         self.procs: list[subprocess.Popen[bytes]] = []
         self.restarts = 0
         self.self_kills = 0
@@ -170,7 +173,7 @@ class Workers:
                     "-m",
                     "agentstream",
                     "run",
-                    "tests.apps.chaos_app:app",
+                    self.app,
                     "--log-level",
                     "WARNING",
                 ],

@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE TABLE IF NOT EXISTS kill_marks (point TEXT NOT NULL, ticket_id TEXT NOT NULL,
     pid INTEGER NOT NULL, PRIMARY KEY (point, ticket_id));
 CREATE TABLE IF NOT EXISTS gates (name TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS effects (
+    id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, effect TEXT NOT NULL,
+    idem_key TEXT NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS effects_key ON effects (idem_key);
 """
 
 
@@ -83,6 +88,27 @@ class World:
                 "SELECT id FROM refunds WHERE idem_key = ? ORDER BY id LIMIT 1", (idempotency_key,)
             ).fetchone()
         return None if row is None else {"refund_id": row[0]}
+
+    def effect(
+        self, ticket_id: str, effect: str, idempotency_key: str, sleep_s: float, burn_s: float
+    ) -> dict[str, Any]:
+        """A slow synchronous effect: sleep, burn CPU, then write its row (no unique key)."""
+        time.sleep(sleep_s)
+        burn(burn_s)
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT INTO effects (ticket_id, effect, idem_key, pid, at) VALUES (?, ?, ?, ?, ?)",
+                (ticket_id, effect, idempotency_key, os.getpid(), time.time()),
+            )
+        return {"row": cur.lastrowid}
+
+    def lookup_effect(self, idempotency_key: str) -> dict[str, Any] | None:
+        """Reconcile: the effect row written under this key, if any."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id FROM effects WHERE idem_key = ? ORDER BY id LIMIT 1", (idempotency_key,)
+            ).fetchone()
+        return None if row is None else {"row": row[0]}
 
     def observe(self, ticket_id: str, customer_id: str, seq: int, decision: str) -> None:
         """Record the decision one execution of the handler saw."""
@@ -158,6 +184,14 @@ class World:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def burn(seconds: float) -> None:
+    """Keep a core busy in Python code (holding the GIL between switches) for ``seconds``."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n = (n * 31 + 7) % 1_000_003
+
+
 def read_world(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     """Every row of the world file, per table.
 
@@ -170,7 +204,14 @@ def read_world(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     try:
         return {
             table: [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]
-            for table in ("refunds", "observations", "kill_marks", "rebalances", "outcomes")
+            for table in (
+                "refunds",
+                "observations",
+                "kill_marks",
+                "rebalances",
+                "outcomes",
+                "effects",
+            )
         }
     finally:
         conn.close()
