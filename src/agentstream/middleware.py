@@ -185,6 +185,8 @@ class PollInput:
     """Uncommitted messages per owned partition, refreshed every ``lag_interval_s``."""
     pause_causes: frozenset[str] = frozenset()
     """Why consumption is paused: ``buffer_full``, ``llm_capacity``, ``provider_outage``."""
+    waiting: int | None = None
+    """Events of the agent waiting in the journal (every worker's), refreshed with ``lag``."""
 
 
 @dataclass(frozen=True, slots=True)

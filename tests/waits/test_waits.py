@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
+from typer.testing import CliRunner
 
 from agentstream import SignalRejected, SignalStatus
+from agentstream.cli import cli
 from agentstream.journal.records import EventState, StepKind
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.llm.simulator import CallLog
 from agentstream.testing import AppHarness
-from tests.ops.apps import wait_for
+from tests.ops.apps import cli_run, wait_for
 from tests.waits.apps import Refund, make_app, paid
 
 
@@ -104,3 +107,40 @@ async def test_a_durable_sleep_resumes_after_its_time(tmp_path):
             key=lambda r: r.customer,
         )
         await wait_for(lambda: paid(tmp_path / "paid.log") == [("r1", "auto")])
+
+
+async def test_the_command_line_lists_waiting_events_and_sends_signals(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'as.db'}"
+    module = f"refund_app_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(
+        "from pathlib import Path\nfrom tests.waits.apps import make_app\n"
+        f"app = make_app({url!r}, Path({str(tmp_path)!r}))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    async with AppHarness(make_app(url, tmp_path)) as h:
+        await h.produce("refunds", refunds(("r1", "carol", 500_00)), key=lambda r: r.customer)
+        await wait_for(lambda: state(url, "r1"))
+        await wait_for(lambda: _is_waiting(url, "r1"))
+        # status lists the waiting event: what it waits for and since when
+        shown = json.loads(await cli_run("status", "--store", url, "--json"))
+        assert shown["agents"]["refunds"]["waiting"] == 1
+        [row] = shown["waiting"]
+        assert (row["event_id"], row["kind"], row["name"]) == ("r1", "signal", "approval")
+        # a signal from the command line resumes it
+        data = '{"approved": true, "by": "cli"}'
+        sent = await cli_run("signal", f"{module}:app", "refunds", "r1", "approval", "--data", data)
+        assert "delivered" in sent
+        await wait_for(lambda: paid(tmp_path / "paid.log") == [("r1", "approved")])
+    event = json.loads(await cli_run("journal", "show", "r1", "--store", url, "--json"))
+    assert [(s["name"], s["status"]) for s in event["signals"]] == [("approval", "consumed")]
+    # a signal for a finished event fails in one line, and is recorded
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli,
+        ["signal", f"{module}:app", "refunds", "r1", "approval", "--data", "{}"],
+    )
+    assert result.exit_code == 1 and "is completed" in result.output
+
+
+async def _is_waiting(url: str, event_id: str) -> bool:
+    return await state(url, event_id) == EventState.WAITING

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,8 +27,10 @@ from agentstream.cli._inspect import (
     urls,
     usage_of,
 )
+from agentstream.cli.waiting import signals_lines
 from agentstream.journal.blobs import expand_steps
 from agentstream.journal.records import EventRecord, EventState
+from agentstream.journal.waits import WaitJournal
 from agentstream.replay.history import export_history, import_history
 
 journal = typer.Typer(help="Inspect events in the journal.", no_args_is_help=True)
@@ -113,6 +116,9 @@ def show(
                     for d in await s.dead_letters(agent=event.agent, key=event.key, limit=None)
                     if d.event_id == event_id
                 ],
+                "signals": await s.signals(event.agent, event_id)
+                if isinstance(s, WaitJournal)
+                else [],
             }
 
     found = run_async(go())
@@ -129,6 +135,7 @@ def show(
                         {"id": d.id, "status": d.status, "failure_class": d.failure_class}
                         for d in found["dead_letters"]
                     ],
+                    "signals": [dataclasses.asdict(x) for x in found["signals"]],
                 }
             )
         )
@@ -169,6 +176,8 @@ def show(
         console.print(f"output #{row.seq} -> {rec.topic} ({state}): {rec.value[:500]!r}")
     for d in found["dead_letters"]:
         console.print(f"dead letter {d.id}: {d.failure_class} ({d.status})")
+    for line in signals_lines(found["signals"]):
+        console.print(line)
 
 
 @journal.command("export")

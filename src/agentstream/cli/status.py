@@ -1,6 +1,7 @@
-"""``agentstream status``: events per state, dead letters, parked keys, lag and live metrics.
+"""``agentstream status``: events per state, dead letters, parked keys, waiting events, lag.
 
-From the journal: events per state, open dead letters by failure class, parked events, model
+From the journal: events per state, open dead letters by failure class, parked events, the
+events that wait longest (for what, since when, until when), model
 calls, tokens and cost, and the model circuit breakers (open ones pause their agents). From
 the broker: committed offset, end and lag per partition. From a
 running worker's ``/metrics`` endpoint (``--metrics URL``): deliveries, duplicates, calls
@@ -19,7 +20,9 @@ from rich.table import Table
 from agentstream.backends import Backends
 from agentstream.cli._app import cli, console, load_app, run_async
 from agentstream.cli._inspect import JsonOption, dumps, open_store, urls
+from agentstream.cli.waiting import WAITING_SHOWN, waiting_json, waiting_table
 from agentstream.event import TopicPartition
+from agentstream.journal.waits import WaitJournal
 from agentstream.llm.breaker_state import (
     BreakerState,
     BreakerStatus,
@@ -75,6 +78,7 @@ async def _status(
         breakers = await _breakers(store)
         backlog, oldest = await store.outbox_backlog()
         unpriced = await store.unpriced_calls()
+        waiting = await store.waiting(limit=WAITING_SHOWN) if isinstance(store, WaitJournal) else []
     by_class = Counter((d.agent, d.failure_class) for d in open_letters)
     lags = await _lags(backends, groups) if groups else None
     if as_json:
@@ -89,6 +93,7 @@ async def _status(
                         for (a, cls), n in sorted(by_class.items())
                     ],
                     "lag": lags,
+                    "waiting": waiting_json(waiting),
                     "outbox": {"pending": backlog, "oldest_created_at": oldest},
                     "unpriced_calls": [
                         {"agent": a, "model": m, "count": n}
@@ -108,7 +113,16 @@ async def _status(
         )
         return
     table = Table(title=f"journal {store_url}")
-    columns = ("agent", "completed", "in flight", "pending retry", "dead", "open DLQ", "parked")
+    columns = (
+        "agent",
+        "completed",
+        "in flight",
+        "waiting",
+        "pending retry",
+        "dead",
+        "open DLQ",
+        "parked",
+    )
     for col in columns:
         table.add_column(col, justify="right" if col != "agent" else "left")
     for agent, c in counts.items():
@@ -116,6 +130,7 @@ async def _status(
             agent,
             str(c["completed"]),
             str(c["claimed"]),
+            str(c.get("waiting", 0)),
             str(c["pending"]),
             str(c["dead"]),
             str(c.get("dead_letters_open", c["dead_letters"])),
@@ -131,6 +146,9 @@ async def _status(
         for (agent, cls), n in sorted(by_class.items()):
             dlq.add_row(agent, cls, str(n))
         console.print(dlq)
+    if waiting:
+        total = sum(c.get("waiting", 0) for c in counts.values())
+        console.print(waiting_table(waiting, total))
     if unpriced:
         priced = Table(title="model calls no price source knows (counted as $0)")
         for col in ("agent", "model", "calls"):

@@ -81,6 +81,14 @@ class WaitReads(JournalReads):
             sql, args = sql + " LIMIT ?", (*args, limit)
         return [waiting_from_row(r[0], r[1:]) for r in await self.select(sql, args)]
 
+    async def waiting_count(self, agent: str) -> int:
+        """How many events of ``agent`` are waiting."""
+        rows = await self.select(
+            f"SELECT COUNT(*) FROM {self.prefix}as_events WHERE agent = ? AND state = 'waiting'",
+            (agent,),
+        )
+        return int(rows[0][0])
+
     async def signals(self, agent: str, event_id: str) -> list[SignalRecord]:
         """An event's signals in arrival order."""
         rows = await self.select(

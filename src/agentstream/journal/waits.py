@@ -203,6 +203,10 @@ class WaitJournal(Protocol):
         """Events that are waiting (state ``waiting``), longest waiting first."""
         ...
 
+    async def waiting_count(self, agent: str) -> int:
+        """How many events of ``agent`` are waiting."""
+        ...
+
     async def signals(self, agent: str, event_id: str) -> list[SignalRecord]:
         """An event's signals in arrival order (pending, consumed and rejected)."""
         ...

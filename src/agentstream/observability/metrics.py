@@ -39,6 +39,10 @@ metric                                          from
 ``agentstream_outbox_pending``                  unpublished outbox rows (``agent="*"``)
 ``agentstream_outbox_oldest_age_seconds``       age of the oldest unpublished row
 ``agentstream_outbox_stalled_seconds``          how long nothing could be published (0: fine)
+``agentstream_waits_total{kind,phase}``         waits begun (``suspended``) and ended
+                                                (``signalled``, ``timed_out``, ``fired``)
+``agentstream_wait_seconds{kind}``              how long waits lasted, histogram
+``agentstream_waiting_events``                  events of the agent waiting in the journal
 ``agentstream_step_seconds{kind,replayed}``     step latency histogram
 ``agentstream_event_seconds{outcome}``          delivery latency histogram
 =============================================== ===========================================
@@ -69,6 +73,7 @@ from agentstream.middleware import (
     RebalanceInput,
     RetryInput,
     StepOutput,
+    WaitInput,
     WorkerInput,
 )
 from agentstream.observability.health import HealthState, health_wsgi_app
@@ -78,6 +83,7 @@ ALL_AGENTS = "*"
 """The ``agent`` label of series that belong to the whole process: the outbox relay serves
 every agent, a model's breaker every agent calling the model."""
 
+_WAIT_BUCKETS = (0.1, 1, 10, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600)
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -246,6 +252,25 @@ class PrometheusMiddleware(Middleware):
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.waits = Counter(
+            "agentstream_waits",
+            "Waits begun (suspended) and ended (signalled, timed_out, fired).",
+            ["agent", "kind", "phase"],
+            registry=r,
+        )
+        self.wait_seconds = Histogram(
+            "agentstream_wait_seconds",
+            "How long waits for a signal or timer lasted.",
+            ["agent", "kind"],
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "agentstream_waiting_events",
+            "Events waiting for a signal or timer in the journal (every worker's).",
+            ["agent"],
+            registry=r,
+        )
 
     @property
     def port(self) -> int | None:
@@ -368,14 +393,22 @@ class PrometheusMiddleware(Middleware):
         """A resumed step's request differed from the recorded one."""
         self.divergences.labels(inp.agent, "resume").inc()
 
+    async def on_wait(self, inp: WaitInput) -> None:
+        """Waits begun and ended, and how long they lasted."""
+        self.waits.labels(inp.agent, inp.kind, inp.phase).inc()
+        if inp.phase != "suspended":
+            self.wait_seconds.labels(inp.agent, inp.kind).observe(inp.waited_s)
+
     async def on_poll(self, inp: PollInput) -> None:
-        """In flight, buffered, paused, lag."""
+        """In flight, buffered, paused, lag, waiting events."""
         self.health.polled(inp.agent)
         self.in_flight.labels(inp.agent).set(inp.in_flight)
         self.buffered.labels(inp.agent).set(inp.buffered)
         self.paused.labels(inp.agent).set(1 if inp.paused else 0)
         for cause in ("buffer_full", "llm_capacity", "provider_outage"):
             self.paused_by.labels(inp.agent, cause).set(1 if cause in inp.pause_causes else 0)
+        if inp.waiting is not None:
+            self.waiting.labels(inp.agent).set(inp.waiting)
         if inp.lag is not None:
             for tp, value in inp.lag.items():
                 if value is not None:

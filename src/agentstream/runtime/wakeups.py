@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from agentstream.agent import AgentSpec
 from agentstream.config import RuntimeConfig
@@ -51,6 +52,8 @@ class WakeUps:
         self.scheduler = scheduler
         self.config = config
         self.resumed = 0
+        self.waiting: int | None = None
+        """Events of the agent waiting in the journal, counted every ``lag_interval_s``."""
         self._queued: dict[str, TopicPartition] = {}
         self._poke = asyncio.Event()
 
@@ -69,13 +72,17 @@ class WakeUps:
                 del self._queued[identity]
 
     async def run(self) -> None:
-        """Resume due events until cancelled."""
+        """Resume due events until cancelled (and count the waiting ones now and then)."""
+        next_count = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), self.config.wake_poll_s)
             self._poke.clear()
             try:
                 await self.resume_due()
+                if time.monotonic() >= next_count:
+                    next_count = time.monotonic() + self.config.lag_interval_s
+                    self.waiting = await self.store.waiting_count(self.spec.name)
             except Exception:
                 log.exception("agent %s: resuming waiting events failed", self.spec.name)
 

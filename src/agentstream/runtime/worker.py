@@ -314,6 +314,7 @@ class AgentWorker:
                         self.paused,
                         lag,
                         self.pause_causes,
+                        None if self.wakeups is None or lag is None else self.wakeups.waiting,
                     )
                 )
             if not messages and self.paused:
