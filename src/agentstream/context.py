@@ -388,6 +388,8 @@ class Context:
         deadline = rec.meta.get("deadline") if isinstance(rec.meta, dict) else None
         if rec.epoch >= self._epoch or not isinstance(deadline, int | float):
             return
+        if float(deadline) > self._clock():
+            await self._hold_claim(float(deadline) - self._clock())
         while (left := float(deadline) - self._clock()) > 0:
             self._check_lease()
             await asyncio.sleep(min(left, 0.5))
@@ -399,18 +401,24 @@ class Context:
         replaced ours, and afterwards nobody can claim the event before the deadline has passed.
         """
         self._check_lease()
-        if self._lease is None:
-            return self._clock() + seconds
         deadline = self._clock() + seconds
-        extend = seconds + _LEASE_SLACK_S
-        lost = await self._store.renew(self._spec.name, [(self.identity, self._epoch)], extend)
+        await self._hold_claim(seconds)
+        return deadline
+
+    async def _hold_claim(self, seconds: float) -> None:
+        """Extend the claim in the journal (fenced by epoch) to last ``seconds`` more."""
+        if self._lease is None:
+            return
+        until = self._clock() + seconds + _LEASE_SLACK_S
+        lost = await self._store.renew(
+            self._spec.name, [(self.identity, self._epoch)], seconds + _LEASE_SLACK_S
+        )
         if lost:
             raise FencedError(
                 f"claim on {self._spec.name}/{self.identity} at epoch {self._epoch} is no "
                 "longer current; the effect was not called"
             )
-        self._lease.until = max(self._lease.until, deadline + _LEASE_SLACK_S)
-        return deadline
+        self._lease.until = max(self._lease.until, until)
 
     async def _run_effect(
         self,

@@ -8,12 +8,20 @@ import dataclasses
 import threading
 import time
 
+from agentstream import App, Context, Retry
+from agentstream.agent import AgentSpec
+from agentstream.codec import fingerprint
 from agentstream.event import Message
+from agentstream.journal import StepKind, StepRecord, StepStatus
 from agentstream.journal.sqlite import SqliteStore
+from agentstream.middleware import MiddlewareStack
+from agentstream.runtime.executor import Executor
+from agentstream.runtime.intake import interpret
 from agentstream.runtime.keeper import LeaseKeeper
 from agentstream.runtime.leases import LeaseBook
 from agentstream.usercode import UserCode
 from tests.conformance.test_store import META as STORE_META
+from tests.runtime.helpers import FAST, Ticket
 
 CURRENT = contextvars.ContextVar[str]("CURRENT", default="unset")
 
@@ -76,4 +84,97 @@ async def test_a_blocked_event_loop_neither_loses_the_lease_nor_goes_unnoticed(t
         assert keeper.stalls == 1 and stalls and stalls[0] >= 3 * lease_s - 0.5, stalls
     finally:
         await asyncio.to_thread(keeper.stop)
+        await store.close()
+
+
+def _executor_for(app: App, store: SqliteStore, owner: str) -> tuple[Executor, AgentSpec]:
+    spec = next(iter(app.agents.values()))
+    return Executor(spec, store, None, MiddlewareStack(), owner=owner, group="g", lease_s=2), spec
+
+
+TICKET = Message("tickets", 0, 0, b"c1", b'{"ticket_id": "T1", "customer_id": "c1"}')
+
+
+async def test_a_takeover_waits_for_the_deadline_of_an_intent_started_under_an_earlier_epoch(
+    tmp_path,
+):
+    # Given an effect whose earlier owner recorded its intent with a deadline 2 s away and then
+    # gave the claim back (a shutdown while its sync call was still running in a thread)
+    app = App("t", broker=f"sqlite:///{tmp_path / 'log.db'}", config=FAST)
+    reconciled_at: list[float] = []
+
+    def lookup(key: str) -> dict[str, str]:
+        reconciled_at.append(time.time())
+        return {"found": key}
+
+    @app.agent(source="tickets", identity=lambda t: t.ticket_id)
+    async def pay(ctx: Context, ticket: Ticket) -> None:
+        await ctx.effect("pay", lambda: None, reconcile=lookup)
+
+    store = SqliteStore(tmp_path / "journal.db")
+    await store.open()
+    try:
+        executor, spec = _executor_for(app, store, "w1")
+        event = interpret(spec, TICKET)
+        first = await store.claim(spec.name, "T1", owner="w0", lease_s=2, meta=META)
+        deadline = time.time() + 2.0
+        intent = StepRecord(
+            seq=0,
+            kind=StepKind.EFFECT,
+            name="pay",
+            fingerprint=fingerprint("effect", "pay", {"args": [], "kwargs": {}}),
+            status=StepStatus.STARTED,
+            request={"args": [], "kwargs": {}},
+            idempotency_key="k",
+            meta={"deadline": deadline},
+        )
+        await store.write_step(spec.name, "T1", first.epoch, intent)
+        await store.release(spec.name, "T1", first.epoch)
+        # When another worker claims the event at once
+        outcome = await executor.process(event)
+        # Then it reconciled only after the earlier owner's deadline, and completed
+        assert outcome.outcome == "completed", outcome
+        assert reconciled_at and reconciled_at[0] >= deadline
+    finally:
+        await store.close()
+
+
+async def test_an_async_effect_still_running_at_its_deadline_is_cancelled_and_reconciled(
+    tmp_path,
+):
+    # Given an async effect that hangs past its 0.3 s timeout on the first attempt
+    app = App("t", broker=f"sqlite:///{tmp_path / 'log.db'}", config=FAST)
+    calls: list[int] = []
+    finished: list[int] = []
+
+    async def charge() -> str:
+        calls.append(len(calls) + 1)
+        await asyncio.sleep(5 if len(calls) == 1 else 0)
+        finished.append(len(calls))
+        return "charged"
+
+    @app.agent(
+        source="tickets",
+        identity=lambda t: t.ticket_id,
+        retry=Retry(attempts=3, backoff_initial=0.01, backoff_max=0.01),
+    )
+    async def pay(ctx: Context, ticket: Ticket) -> None:
+        await ctx.effect("charge", charge, timeout=0.3, idempotent=True)
+
+    store = SqliteStore(tmp_path / "journal.db")
+    await store.open()
+    try:
+        executor, spec = _executor_for(app, store, "w1")
+        started = time.monotonic()
+        first = await executor.process(interpret(spec, TICKET))
+        # Then the first attempt was cut off at the deadline as a transient failure
+        assert first.outcome == "retry" and time.monotonic() - started < 3
+        assert finished == []
+        [failure] = await store.failures(spec.name, "T1")
+        assert failure.error_type.endswith("EffectTimeoutError")
+        # and the retry repeated it with the same key (idempotent) and completed
+        await asyncio.sleep(0.05)
+        assert (await executor.process(interpret(spec, TICKET))).outcome == "completed"
+        assert calls == [1, 2] and finished == [2]
+    finally:
         await store.close()
