@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import os
 
-from agentstream import App, Context, Retry, RuntimeConfig
+from agentstream import App, Context
 from agentstream.demo.scenario import Ticket
 from agentstream.demo.scenario import Triage as Decision
 from agentstream.llm.simulated import SimulatedProvider
 from agentstream.llm.simulator import SimulatorConfig
 from agentstream.middleware import CompletedInput, Middleware, RebalanceInput
+from tests.apps.chaos_env import agent_options, runtime_config
 from tests.chaos.world import World
 
 env = os.environ.get
@@ -42,19 +43,6 @@ class CountRebalances(Middleware):
         await asyncio.to_thread(world.rebalance, inp.change, len(inp.partitions))
 
 
-def _config() -> RuntimeConfig:
-    lease = float(env("CHAOS_LEASE_S", "2"))
-    return RuntimeConfig(
-        lease_s=lease,
-        session_timeout_s=float(env("CHAOS_SESSION_S", "2")),
-        heartbeat_s=0.3,
-        commit_interval_s=0.1,
-        shutdown_grace_s=2,
-        revoke_grace_s=1,
-        partitions=int(env("CHAOS_PARTITIONS", "8")),
-    )
-
-
 app = App(
     "chaos",
     broker=env("CHAOS_BROKER"),
@@ -64,19 +52,11 @@ app = App(
         call_log=env("CHAOS_CALLS", "calls.db"),
     ),
     middleware=[KillAfterComplete(), CountRebalances()],
-    config=_config(),
+    config=runtime_config(),
 )
 
 
-@app.agent(
-    source=env("CHAOS_SOURCE", "tickets"),
-    key=lambda t: t.customer_id,
-    identity=lambda t: t.ticket_id,
-    output=env("CHAOS_OUTPUT", "decisions"),
-    dead_letter=env("CHAOS_DLQ", "tickets.dlq"),
-    concurrency=int(env("CHAOS_CONCURRENCY", "16")),
-    retry=Retry(attempts=25, backoff_initial=0.05, backoff_max=0.5),
-)
+@app.agent(**agent_options())
 async def triage(ctx: Context, ticket: Ticket) -> Decision:
     world.maybe_kill("before_llm", ticket.ticket_id)
     decision = await ctx.llm.parse(

@@ -66,6 +66,8 @@ class ChaosPlan:
     output: str = "decisions"
     dlq: str = "tickets.dlq"
     extra_env: dict[str, str] = field(default_factory=dict)
+    app: str = "tests.apps.chaos_app:app"
+    extra_points: tuple[str, ...] = ()
 
 
 @dataclass
@@ -140,7 +142,7 @@ def kill_plan(plan: ChaosPlan) -> str:
     rng = random.Random(plan.seed + 1)
     n = plan.chosen_per_point
     items = []
-    for point in ("before_llm", "after_llm", "after_complete"):
+    for point in ("before_llm", "after_llm", "after_complete", *plan.extra_points):
         for ticket in rng.sample(range(plan.events // 10, plan.events), n):
             items.append(f"{point}:T{ticket:05d}")
     # About a third of the events refund; keep the planned counts well inside that.
@@ -262,7 +264,7 @@ async def run_chaos(
         for t in stream
     ]
     started = time.monotonic()
-    workers = Workers(plan, env)
+    workers = Workers(plan, env, plan.app)
     rng = random.Random(plan.seed + 2)
     store = backends.store()
     await store.open()
@@ -325,8 +327,14 @@ async def verify(
     stream: list[dict[str, Any]],
     facts: dict[str, Any],
     outputs: list[tuple[str, bytes]],
+    *,
+    sim_key: Callable[[str], str] = lambda step_key: step_key,
 ) -> ChaosReport:
-    """Check every invariant; raise AssertionError with the evidence when one breaks."""
+    """Check every invariant; raise AssertionError with the evidence when one breaks.
+
+    ``sim_key`` turns a step key into the key the simulator logged for it (the journaled HTTP
+    transport sends a digest of the step key as its ``Idempotency-Key``).
+    """
     unique = {t["ticket_id"]: t for t in stream}
     backends = Backends(plan.broker, plan.store)
     store = backends.store()
@@ -399,7 +407,7 @@ async def verify(
             if step.kind != StepKind.LLM:
                 continue
             llm_steps += 1
-            key = f"triage/{ticket_id}/{step.seq}"
+            key = sim_key(f"triage/{ticket_id}/{step.seq}")
             assert last_call.get(key) == step.result["id"], (
                 f"recorded LLM step {key} ({step.result['id']}) was called again "
                 f"(last call answered {last_call.get(key)})"
