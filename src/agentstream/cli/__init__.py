@@ -17,6 +17,7 @@ from agentstream.cli import replay as _replay  # noqa: F401
 from agentstream.cli import run as _run  # noqa: F401
 from agentstream.cli import simulate as _simulate  # noqa: F401
 from agentstream.cli import status as _status  # noqa: F401
+from agentstream.cli import tail as _tail  # noqa: F401
 from agentstream.cli import waiting as _waiting  # noqa: F401
 from agentstream.cli._app import cli, print_error
 from agentstream.failures import ConfigurationError

@@ -26,6 +26,8 @@ cli = typer.Typer(
     help="Run LLM agents on Kafka, SQS or the embedded log with exactly-once decisions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: typer's rich help prints a type such as <bool> after every flag.
+    rich_markup_mode=None,
     add_completion=True,
 )
 console = Console()
@@ -76,11 +78,12 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         fail(f"outputs stalled: {exc}", code=3)
 
 
-def setup_logging(level: str) -> None:
-    """Plain log lines on stderr; httpx's per-request lines only at DEBUG."""
+def setup_logging(level: str, label: str = "") -> None:
+    """Plain log lines on stderr (``label``, e.g. ``worker 2``, on each); httpx's only at DEBUG."""
+    prefix = f"[{label}] " if label else ""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
         stream=sys.stderr,
     )
     quiet_http_clients(level)

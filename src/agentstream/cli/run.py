@@ -19,6 +19,7 @@ from agentstream.cli._app import (
     run_async,
     setup_logging,
 )
+from agentstream.cli.serve import WORKER_ID_ENV, serve, worker_label
 from agentstream.extras import require
 
 
@@ -48,8 +49,14 @@ def run(
             "OTEL_METRICS_EXPORTER say (otlp, console, none)."
         ),
     ] = False,
+    progress: Annotated[
+        float, typer.Option(help="Seconds between progress lines (0: none).", min=0)
+    ] = 30.0,
 ) -> None:
-    """Consume and process until interrupted (SIGINT/SIGTERM stop gracefully)."""
+    """Consume and process until SIGTERM or SIGINT, which drain and exit 0."""
+    # Until the event loop takes them over, a stop request ends the process at once, cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_now)
     if broker:
         os.environ["AGENTSTREAM_BROKER"] = broker
     if store:
@@ -57,7 +64,8 @@ def run(
     if workers > 1:
         if metrics_port:
             raise typer.BadParameter("--metrics-port serves one process; use --workers 1")
-        raise typer.Exit(_supervise(target, agent or [], workers, log_level))
+        passed_on = [f"--progress={progress:g}", "--log-json" * log_json, "--trace" * trace]
+        raise typer.Exit(_supervise(target, agent or [], workers, log_level, passed_on))
     if metrics_port is not None or log_json or trace:
         flags = [("--metrics-port", metrics_port is not None), ("--trace", trace)]
         require("agentstream.observability", next((f for f, on in flags if on), "--log-json"))
@@ -67,7 +75,7 @@ def run(
         configure_json_logging(log_level)
         quiet_http_clients(log_level)
     else:
-        setup_logging(log_level)
+        setup_logging(log_level, worker_label())
     # The journal's SQLite thread and the event loop hand work back and forth constantly; the
     # default 5 ms GIL switch interval makes each hand-off wait, a 1 ms one roughly doubles
     # the journaled throughput. This process is ours, so we tune it.
@@ -87,20 +95,28 @@ def run(
 
         shutdown_otel = configure_from_env(app.name)
     try:
-        run_async(app.run(agents=agent or None))
+        run_async(serve(app, agent or None, progress_s=progress))
     finally:
         if shutdown_otel is not None:
             shutdown_otel()
 
 
-def _supervise(target: str, agents: list[str], n: int, log_level: str) -> int:
-    """Start ``n`` single-worker processes and stop them together."""
+def _exit_now(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _supervise(target: str, agents: list[str], n: int, log_level: str, flags: list[str]) -> int:
+    """Start ``n`` single-worker processes (``worker 1`` to ``worker N``), stop them together.
+
+    SIGTERM or SIGINT is passed on to every worker, which drains; the supervisor exits 0 once
+    they all have stopped, else with the worst exit code of a worker that failed on its own.
+    """
     cmd = [sys.executable, "-m", "agentstream", "run", target, "--log-level", log_level]
     for name in agents:
         cmd += ["--agent", name]
-    procs = [subprocess.Popen(cmd) for _ in range(n)]
-    console.print(f"started {n} worker processes: {', '.join(str(p.pid) for p in procs)}")
+    cmd += [f for f in flags if f]
     stopping = False
+    procs: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -111,6 +127,13 @@ def _supervise(target: str, agents: list[str], n: int, log_level: str) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    for i in range(1, n + 1):
+        if not stopping:
+            procs.append(subprocess.Popen(cmd, env={**os.environ, WORKER_ID_ENV: str(i)}))
+    console.print(
+        f"started {len(procs)} worker processes: "
+        + ", ".join(f"worker {i} (pid {p.pid})" for i, p in enumerate(procs, 1))
+    )
     while any(p.poll() is None for p in procs):
         time.sleep(0.2)
     codes = [p.returncode for p in procs]
