@@ -3,7 +3,7 @@
 :class:`Progress` is a middleware counting the outcome of each delivery in this process; its
 :meth:`Progress.line` reads those counts and the workers' buffers::
 
-    progress: 120 done (3.0/s), 4 in flight, 1 dead-lettered, 2 retrying, 7 duplicates skipped
+    progress: 120 done (3.0/s), 4 in flight, 1 dead, 2 retrying, 7 duplicates skipped
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Progress(Middleware):
         in_flight = sum(w.scheduler.buffered for w in workers)
         return (
             f"{self.done} done ({rate:.1f}/s), {in_flight} in flight, "
-            f"{self.outcomes['dead_lettered']} dead-lettered, {self.outcomes['retry']} retrying, "
+            f"{self.outcomes['dead_lettered']} dead, {self.outcomes['retry']} retrying, "
             f"{self.outcomes['duplicate']} duplicates skipped"
         )
 
