@@ -7,6 +7,7 @@ from typing import Literal
 
 import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel
 
@@ -130,29 +131,25 @@ def test_outputs_encoded_as_cloudevents_read_back_with_the_sdk(
     # Given an output of an event, encoded by the CloudEvents encoder
     encoder = CloudEventsEncoder(type="com.example.triaged", source="/agents/triage", mode=mode)
     event = Event(message=_message(b"{}", {}), identity="evt-1", key="k")
-    (record,) = build_outputs(
-        agent="triage",
-        default_topic="out",
-        event=event,
-        emitted=[],
-        result={"priority": "high"},
-        encoder=encoder,
-    )
+
+    def encode() -> list:
+        return build_outputs(
+            agent="triage",
+            default_topic="out",
+            event=event,
+            emitted=[],
+            result={"priority": "high"},
+            encoder=encoder,
+        )
+
+    (record,) = encode()
     # When a consumer reads it with the SDK
     got = ce_kafka.from_kafka(
         ce_kafka.KafkaMessage(dict(record.headers), record.key, record.value),
-        ce_kafka.JSONFormat(),
+        JSONFormat(),
     )
     # Then it is a CloudEvent whose id is the deterministic output id, carrying the output
     assert got.get_id() == "evt-1:0"
     assert got.get_type() == "com.example.triaged"
     assert got.get_data() == {"priority": "high"}
-    again = build_outputs(
-        agent="triage",
-        default_topic="out",
-        event=event,
-        emitted=[],
-        result={"priority": "high"},
-        encoder=encoder,
-    )
-    assert again == [record]  # the same bytes on every attempt
+    assert encode() == [record]  # the same bytes on every attempt
