@@ -128,5 +128,8 @@ async def review(ctx: Context, payment: Payment) -> Verdict:
             payment.payment_id,
             idempotency_key=ctx.key("hold"),
             reconcile=bank.find_hold,
+            # The claim is extended to cover this before the call; a worker taking over after
+            # a crash waits this long before it reconciles (sync calls run in a thread).
+            timeout=10.0,
         )
     return verdict

@@ -178,3 +178,27 @@ async def test_an_async_effect_still_running_at_its_deadline_is_cancelled_and_re
         assert calls == [1, 2] and finished == [2]
     finally:
         await store.close()
+
+
+async def test_a_handler_whose_lease_runs_out_unrenewed_stops_before_its_next_step(tmp_path):
+    # Given a worker whose leases nobody renews (its journal is unreachable, say), 2 s long
+    app = App("t", broker=f"sqlite:///{tmp_path / 'log.db'}", config=FAST)
+    ran: list[str] = []
+
+    @app.agent(source="tickets", identity=lambda t: t.ticket_id)
+    async def slow(ctx: Context, ticket: Ticket) -> None:
+        await ctx.step("first", ran.append, "first")
+        await asyncio.sleep(1.7)  # past three quarters of the lease
+        await ctx.step("second", ran.append, "second")
+
+    store = SqliteStore(tmp_path / "journal.db")
+    await store.open()
+    try:
+        executor, spec = _executor_for(app, store, "w1")
+        # When its handler reaches the next step with the lease about to end
+        outcome = await executor.process(interpret(spec, TICKET))
+        # Then it stopped before that step ran, as lease_lost (no write was rejected)
+        assert outcome.outcome == "lease_lost"
+        assert ran == ["first"]
+    finally:
+        await store.close()

@@ -110,6 +110,7 @@ class LeaseKeeper:
 
     async def _renew_loop(self, store: Store) -> None:
         period = self.book.lease_s / 3
+        failing = 0
         while not self._stop.is_set():
             claims = self.book.claims()
             if not claims:
@@ -118,16 +119,22 @@ class LeaseKeeper:
             asked = time.time()
             try:
                 lost = await store.renew(self.agent, claims, self.book.lease_s)
-            except Exception:
+            except Exception as exc:
                 self.failures += 1
-                log.warning(
-                    "agent %s: lease renewal failed; retrying in %.1fs",
-                    self.agent,
-                    self._retry_s,
-                    exc_info=self.failures == 1,
-                )
+                failing += 1
+                if failing == 1 or failing % 25 == 0:  # a journal outage: a few lines, not a flood
+                    log.warning(
+                        "agent %s: lease renewal failed (%d in a row): %r; retrying every %.1fs",
+                        self.agent,
+                        failing,
+                        exc,
+                        self._retry_s,
+                    )
                 await self._sleep(self._retry_s)
                 continue
+            if failing:
+                log.warning("agent %s: lease renewal works again", self.agent)
+                failing = 0
             self.renewals += 1
             for identity in self.book.renewed(claims, lost, asked + self.book.lease_s):
                 log.warning(
