@@ -27,8 +27,8 @@ from agentstream.llm.breaker_state import (
     BreakerState,
     BreakerStatus,
     LocalBreakers,
-    breakers_for_store,
 )
+from agentstream.llm.shared_stores import breakers_for_store
 from agentstream.transports.lag import GroupInspector
 
 if TYPE_CHECKING:

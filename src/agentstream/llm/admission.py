@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING
 from agentstream.failures import RateLimitedError
 from agentstream.llm.aimd import AdaptiveConcurrency
 from agentstream.llm.base import RateLimitSnapshot, Usage
-from agentstream.llm.buckets import BucketSpec, BucketStore, LocalBuckets, Take, buckets_for_store
+from agentstream.llm.buckets import BucketSpec, BucketStore, LocalBuckets, Take
 from agentstream.llm.pricing import PriceTable
+from agentstream.llm.shared_stores import buckets_for_store
 from agentstream.middleware import LLMCallInput, LLMCallOutput, Middleware
 
 if TYPE_CHECKING:

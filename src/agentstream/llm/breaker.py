@@ -39,11 +39,11 @@ from agentstream.llm.breaker_state import (
     BreakerStatus,
     BreakerStore,
     LocalBreakers,
-    breakers_for_store,
     on_admit,
     on_failure,
     on_success,
 )
+from agentstream.llm.shared_stores import breakers_for_store
 from agentstream.middleware import BreakerChangeInput, Middleware, MiddlewareStack
 
 if TYPE_CHECKING:

@@ -31,11 +31,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from agentstream.failures import ConfigurationError, TransientError
+from agentstream.journal.shared import PostgresHome
 
 if TYPE_CHECKING:
     import psycopg
 
-    from agentstream.journal.store import Store
     from agentstream.sqlite_db import SqliteDatabase
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
     "LocalBreakers",
     "PostgresBreakers",
     "SqliteBreakers",
-    "breakers_for_store",
     "on_admit",
     "on_failure",
     "on_success",
@@ -317,6 +316,7 @@ class PostgresBreakers:
         if not schema.replace("_", "").isalnum():
             raise ConfigurationError(f"invalid schema name {schema!r}")
         self.schema = schema
+        self._conninfo = conninfo
         self._timeout_s = timeout_s
         self._sql = sql
         self._table = sql.Identifier(schema, "as_llm_breakers")
@@ -342,15 +342,16 @@ class PostgresBreakers:
         await self._pool.open(wait=True, timeout=self._timeout_s)
         sql = self._sql
 
+        home = PostgresHome(self._conninfo, self.schema)
+
         async def create(conn: psycopg.AsyncConnection[Any]) -> None:
-            # Under the journal's migration lock: concurrent first starts must not race on
-            # CREATE TABLE IF NOT EXISTS (it can fail with a unique violation on pg_type).
-            lock = f"agentstream.migrate:{self.schema}"
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
-            await conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, state TEXT NOT NULL)"
-                ).format(self._table)
+            await home.create_tables(
+                conn,
+                [
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, state TEXT NOT NULL)"
+                    ).format(self._table)
+                ],
             )
 
         await self._run(create)
@@ -412,13 +413,3 @@ class PostgresBreakers:
             return {r[0]: BreakerState.from_json(r[1]) for r in await cur.fetchall()}
 
         return await self._run(op)
-
-
-def breakers_for_store(store: Store | None) -> BreakerStore:
-    """The breaker store shared through a journal's database (in-process for other journals)."""
-    from agentstream.llm.buckets import journal_database
-
-    where = journal_database(store)
-    if isinstance(where, tuple):
-        return PostgresBreakers(where[0], schema=where[1])
-    return LocalBreakers() if where is None else SqliteBreakers(where)

@@ -14,21 +14,22 @@ Limits must hold across worker processes, so the state lives where every process
 * :class:`~agentstream.llm.buckets_postgres.PostgresBuckets`: a table in the PostgreSQL
   journal's schema (workers on many hosts).
 
+:func:`agentstream.llm.shared_stores.buckets_for_store` picks one from where the journal keeps
+shared state (:mod:`agentstream.journal.shared`).
+
 Every implementation runs the same arithmetic (:func:`decide`) inside one atomic
 read-modify-write, so N processes share one quota instead of getting N of them.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from agentstream.journal.store import Store
     from agentstream.sqlite_db import SqliteDatabase
 
 __all__ = [
@@ -38,9 +39,7 @@ __all__ = [
     "LocalBuckets",
     "SqliteBuckets",
     "Take",
-    "buckets_for_store",
     "decide",
-    "journal_database",
 ]
 
 
@@ -323,39 +322,3 @@ class SqliteBuckets:
             _sqlite_save(conn, [bucket], states)
 
         await self.db.write(op)
-
-
-def journal_database(store: Store | None) -> SqliteDatabase | tuple[str, str] | None:
-    """Where state shared by a journal's workers can live, next to the journal.
-
-    Returns:
-        The SQLite journal's database, a PostgreSQL journal's ``(conninfo, schema)``, or None
-        for any other journal (or none).
-    """
-    from agentstream.journal.sqlite import SqliteStore
-
-    if isinstance(store, SqliteStore):
-        return store.db
-    try:
-        postgres = importlib.import_module("agentstream.journal.postgres")
-    except ImportError:  # PostgreSQL support not installed
-        return None
-    store_class: Any = getattr(postgres, "PostgresStore", None)
-    if store_class is not None and isinstance(store, store_class):
-        pg: Any = store
-        return str(pg.conninfo), str(pg.schema)
-    return None
-
-
-def buckets_for_store(store: Store | None) -> BucketStore:
-    """The bucket store that shares limits through a journal's database.
-
-    SQLite journals share through a table in the same file, PostgreSQL journals through a table
-    in the same database; any other journal (or none) gets in-process buckets.
-    """
-    where = journal_database(store)
-    if isinstance(where, tuple):
-        from agentstream.llm.buckets_postgres import PostgresBuckets
-
-        return PostgresBuckets(where[0], schema=where[1])
-    return LocalBuckets() if where is None else SqliteBuckets(where)

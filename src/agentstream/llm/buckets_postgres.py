@@ -19,6 +19,7 @@ import psycopg_pool
 from psycopg import sql
 
 from agentstream.failures import ConfigurationError, TransientError
+from agentstream.journal.shared import PostgresHome
 from agentstream.llm.buckets import BucketSpec, BucketState, Take, decide
 
 __all__ = ["PostgresBuckets"]
@@ -42,6 +43,7 @@ class PostgresBuckets:
         if not schema.replace("_", "").isalnum():
             raise ConfigurationError(f"invalid schema name {schema!r}")
         self.schema = schema
+        self._home = PostgresHome(conninfo, schema)
         self._timeout_s = timeout_s
         self._table = sql.Identifier(schema, "as_limit_buckets")
         self._pool: psycopg_pool.AsyncConnectionPool[Conn] = psycopg_pool.AsyncConnectionPool(
@@ -59,19 +61,20 @@ class PostgresBuckets:
             raise TransientError(f"limit buckets unavailable: {exc}") from exc
 
     async def open(self) -> None:
-        """Open the pool and create the table."""
+        """Open the pool and create the table (and the schema, if this worker is first)."""
         await self._pool.open(wait=True, timeout=self._timeout_s)
 
         async def create(conn: Conn) -> None:
-            await conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-            )
-            await conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, "
-                    "level DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, "
-                    "blocked_until DOUBLE PRECISION NOT NULL DEFAULT 0)"
-                ).format(self._table)
+            # under the journal's migration lock, with every other schema object
+            await self._home.create_tables(
+                conn,
+                [
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, "
+                        "level DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, "
+                        "blocked_until DOUBLE PRECISION NOT NULL DEFAULT 0)"
+                    ).format(self._table)
+                ],
             )
 
         await self._run(create)

@@ -20,7 +20,7 @@ import psycopg
 
 from agentstream.journal.tables import BLOBS, CORE, OUTBOX_LANES, POSTGRES, WAITS, render
 
-__all__ = ["MIGRATIONS", "migrate"]
+__all__ = ["MIGRATIONS", "create_schema_locked", "migrate"]
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -46,6 +46,18 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+async def create_schema_locked(conn: Conn, schema: str) -> None:
+    """In the caller's transaction: take the migration lock, then create the schema if missing.
+
+    Every schema object, the journal's and those of the features that share its database
+    (:mod:`agentstream.journal.shared`), is created after this call in the same transaction.
+    """
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"agentstream.migrate:{schema}",)
+    )
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+
+
 async def migrate(conn: Conn, schema: str, now: float) -> list[int]:
     """Create the schema or bring it up to date; return the versions applied now.
 
@@ -56,10 +68,7 @@ async def migrate(conn: Conn, schema: str, now: float) -> list[int]:
     s = quote_ident(schema)
     applied_now: list[int] = []
     async with conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"agentstream.migrate:{schema}",)
-        )
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        await create_schema_locked(conn, schema)
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {s}.as_migrations (version INTEGER PRIMARY KEY, "
             "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"

@@ -59,6 +59,7 @@ from agentstream.journal.rows import (
     step_from_row,
     step_values,
 )
+from agentstream.journal.shared import PostgresHome
 from agentstream.journal.sql import ClaimBatch, CompletionBatch, DeadLetterWrite, SqlJournal
 from agentstream.journal.wait_reads import WaitReads
 
@@ -99,6 +100,10 @@ class PostgresStore(PostgresWaits, PostgresBlobs, WaitReads, SqlJournal):
     """
 
     prefix = "{s}."
+
+    def shared_home(self) -> PostgresHome:
+        """Shared state lives in this journal's database and schema."""
+        return PostgresHome(self.conninfo, self.schema)
 
     async def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one query (see :class:`~agentstream.journal.sql.SqlJournal`)."""

@@ -21,6 +21,7 @@ from agentstream.journal.rows import (
     outbox_from_row,
     step_values,
 )
+from agentstream.journal.shared import SqliteHome
 from agentstream.journal.sql import ClaimBatch, CompletionBatch, DeadLetterWrite, SqlJournal
 from agentstream.journal.sqlite.blobs import SqliteBlobs
 from agentstream.journal.sqlite.operations import SqliteOperations
@@ -63,6 +64,10 @@ class SqliteStore(SqliteOperations, SqliteBlobs, SqliteWaits, WaitReads, SqlJour
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.db.path!r})"
+
+    def shared_home(self) -> SqliteHome:
+        """Shared state lives in this journal's file."""
+        return SqliteHome(self.db)
 
     async def open(self) -> None:
         """Start the database thread and create the schema."""
