@@ -6,7 +6,9 @@
 * ``postgresql://user@host/db``: PostgreSQL journal.
 * ``sqs://[endpoint-host:port][?region=...]``: SQS transport.
 
-Each scheme maps to a factory; backends that need optional packages are imported only when used.
+Each scheme maps to a factory, ``"module:function"``; backends that need optional packages are
+imported only when used. A factory gets the URL and this process's :class:`Backends`, typed as
+:class:`~agentstream.sqlite_db.SqliteFiles`: the journal and transports never import this module.
 One :class:`Backends` object per process owns the connections: an embedded log and a SQLite
 journal on the same file share one database thread.
 """
@@ -58,17 +60,6 @@ def scheme_of(url: str) -> str:
     if "://" not in url:
         return "sqlite"
     return url.split("://", 1)[0].lower()
-
-
-def sqlite_path(url: str) -> str:
-    """The file path of a ``sqlite://`` URL or bare path."""
-    if "://" not in url:
-        return url
-    rest = url.split("://", 1)[1].split("?", 1)[0]
-    path = rest[1:] if rest.startswith("/") else rest
-    if not path:
-        raise ConfigurationError(f"{url!r}: no database file in the URL")
-    return path
 
 
 def _load(spec: str, kind: str, url: str) -> Callable[..., Any]:
@@ -128,13 +119,3 @@ class Backends:
         factory = _load(_TRANSPORTS[scheme], "broker", self.broker_url)
         transport: Transport = factory(self.broker_url, self.config, self)
         return transport
-
-
-def register_transport(scheme: str, factory_path: str) -> None:
-    """Register a transport factory (``"module:function"``) for a URL scheme."""
-    _TRANSPORTS[scheme] = factory_path
-
-
-def register_store(scheme: str, factory_path: str) -> None:
-    """Register a journal factory (``"module:function"``) for a URL scheme."""
-    _STORES[scheme] = factory_path

@@ -27,7 +27,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from agentstream.failures import ConfigurationError
 
 T = TypeVar("T")
 
@@ -221,3 +223,22 @@ class SqliteDatabase:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop closed while we worked
                 loop.call_soon_threadsafe(_resolve_all, items)
+
+
+class SqliteFiles(Protocol):
+    """Who hands out the one :class:`SqliteDatabase` of each file in a process (``Backends``)."""
+
+    def sqlite(self, path: str) -> SqliteDatabase:
+        """The shared database object for a SQLite file."""
+        ...
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite://`` URL or bare path."""
+    if "://" not in url:
+        return url
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    path = rest[1:] if rest.startswith("/") else rest
+    if not path:
+        raise ConfigurationError(f"{url!r}: no database file in the URL")
+    return path

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from agentstream.app import App
-from agentstream.backends import Backends, scheme_of, sqlite_path
+from agentstream.backends import Backends, scheme_of
 from agentstream.codec import encode_value
 from agentstream.event import Message, OutgoingRecord, headers_from_mapping
 from agentstream.formats.base import bind_to_broker
@@ -28,6 +28,7 @@ from agentstream.journal.records import StepRecord
 from agentstream.runtime.executor import Executor
 from agentstream.runtime.intake import interpret
 from agentstream.runtime.worker import AgentWorker
+from agentstream.sqlite_db import sqlite_path
 from agentstream.transports.embedded import read_topic
 
 

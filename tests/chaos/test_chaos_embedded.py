@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from agentstream.backends import sqlite_path
 from agentstream.outputs import EVENT_ID_HEADER
+from agentstream.sqlite_db import sqlite_path
 from agentstream.transports.embedded import read_topic
 from tests.chaos.harness import KILL_POINTS, ChaosPlan, run_chaos, verify
 

@@ -9,8 +9,8 @@ import pytest
 
 import agentstream
 from agentstream import backends as backend_registry
-from agentstream.backends import sqlite_path
 from agentstream.config import RuntimeConfig
+from agentstream.sqlite_db import sqlite_path
 from agentstream.testing import AppHarness
 from agentstream.transports.base import TransportFatalError
 from agentstream.transports.embedded import EmbeddedTransport

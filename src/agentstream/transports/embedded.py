@@ -32,13 +32,13 @@ from agentstream.event import (
     decode_headers,
     encode_headers,
 )
-from agentstream.sqlite_db import SqliteDatabase
+from agentstream.sqlite_db import SqliteDatabase, sqlite_path
 from agentstream.transports.base import RebalanceListener
 from agentstream.transports.offsets import OffsetTracker
 
 if TYPE_CHECKING:
-    from agentstream.backends import Backends
     from agentstream.config import RuntimeConfig
+    from agentstream.sqlite_db import SqliteFiles
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_topics (topic TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
@@ -455,10 +455,8 @@ def read_topic(db_path: str | Path, topic: str) -> list[Message]:
     return [Message(topic, r[0], r[1], r[2], r[3], decode_headers(r[4]), r[5]) for r in rows]
 
 
-def from_url(url: str, config: RuntimeConfig, backends: Backends) -> EmbeddedTransport:
+def from_url(url: str, config: RuntimeConfig, backends: SqliteFiles) -> EmbeddedTransport:
     """An embedded log transport for a ``sqlite://`` URL."""
-    from agentstream.backends import sqlite_path
-
     return EmbeddedTransport(
         backends.sqlite(sqlite_path(url)),
         partitions=config.partitions,

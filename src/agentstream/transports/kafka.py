@@ -62,8 +62,8 @@ from agentstream.transports.kafka_produce import KafkaSender, Topics
 from agentstream.transports.offsets import OffsetTracker
 
 if TYPE_CHECKING:
-    from agentstream.backends import Backends
     from agentstream.config import RuntimeConfig
+    from agentstream.sqlite_db import SqliteFiles
 
 log = logging.getLogger("agentstream.kafka")
 
@@ -568,7 +568,7 @@ def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
-def from_url(url: str, config: RuntimeConfig, backends: Backends) -> KafkaTransport:
+def from_url(url: str, config: RuntimeConfig, backends: SqliteFiles) -> KafkaTransport:
     """A Kafka transport for a ``kafka://`` URL (see :mod:`agentstream.transports.kafka_config`)."""
     del backends
     return KafkaTransport(parse_kafka_url(url), partitions=config.partitions)

@@ -69,8 +69,8 @@ if TYPE_CHECKING:
         MessageTypeDef,
     )
 
-    from agentstream.backends import Backends
     from agentstream.config import RuntimeConfig
+    from agentstream.sqlite_db import SqliteFiles
 
 log = logging.getLogger("agentstream.sqs")
 
@@ -535,7 +535,7 @@ class SQSTransport:
         return {str(s): self._held.count(s) for s in HeldState}
 
 
-def from_url(url: str, config: RuntimeConfig, backends: Backends) -> SQSTransport:
+def from_url(url: str, config: RuntimeConfig, backends: SqliteFiles) -> SQSTransport:
     """An SQS transport for an ``sqs://`` URL (see :mod:`agentstream.transports.sqs_config`)."""
     del config, backends
     return SQSTransport(parse_sqs_url(url))

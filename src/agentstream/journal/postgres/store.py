@@ -64,7 +64,7 @@ from agentstream.journal.sql import ClaimBatch, CompletionBatch, DeadLetterWrite
 from agentstream.journal.wait_reads import WaitReads
 
 if TYPE_CHECKING:
-    from agentstream.backends import Backends
+    from agentstream.sqlite_db import SqliteFiles
 
 __all__ = ["PostgresStore", "from_url"]
 
@@ -388,7 +388,7 @@ class PostgresStore(PostgresWaits, PostgresBlobs, WaitReads, SqlJournal):
         )
 
 
-def from_url(url: str, backends: Backends | None = None) -> PostgresStore:
+def from_url(url: str, backends: SqliteFiles | None = None) -> PostgresStore:
     """A PostgreSQL journal for a ``postgresql://`` (or ``postgres://``) URL.
 
     ``?schema=NAME`` picks the schema (default ``agentstream``), ``?pool_size=N`` the most

@@ -38,10 +38,10 @@ from agentstream.journal.sqlite.statements import (
 )
 from agentstream.journal.sqlite.waits import SqliteWaits
 from agentstream.journal.wait_reads import WaitReads
-from agentstream.sqlite_db import SqliteDatabase
+from agentstream.sqlite_db import SqliteDatabase, sqlite_path
 
 if TYPE_CHECKING:
-    from agentstream.backends import Backends
+    from agentstream.sqlite_db import SqliteFiles
 
 _CLAIMABLE_OUTBOX = claimable_outbox("", OUTBOX_COLUMNS)
 
@@ -297,8 +297,6 @@ class SqliteStore(SqliteOperations, SqliteBlobs, SqliteWaits, WaitReads, SqlJour
         return await self.db.read(lambda conn: run_select(conn, sql, args))
 
 
-def from_url(url: str, backends: Backends) -> SqliteStore:
+def from_url(url: str, backends: SqliteFiles) -> SqliteStore:
     """A SQLite journal for a ``sqlite://`` URL, sharing the process's database thread."""
-    from agentstream.backends import sqlite_path
-
     return SqliteStore(backends.sqlite(sqlite_path(url)))
