@@ -19,11 +19,12 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agentstream.backends import DEFAULT_URL, Backends, scheme_of, sqlite_path
+from agentstream.backends import DEFAULT_URL, Backends, scheme_of
 from agentstream.event import text_of
 from agentstream.failures import ConfigurationError
 from agentstream.journal.records import EventRecord, OutboxRow, StepKind, StepRecord
 from agentstream.journal.store import Store
+from agentstream.sqlite_db import sqlite_path
 
 StoreOption = Annotated[
     str | None, typer.Option("--store", envvar="AGENTSTREAM_STORE", help="Journal URL.")
