@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,7 @@ from agentstream.failures import (
     StepNotRecorded,
 )
 from agentstream.journal.blobs import compact_request
+from agentstream.journal.outage import OutageLog, is_journal_outage
 from agentstream.journal.records import StepKind, StepRecord, StepStatus
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.breaker import CircuitBreaker
@@ -73,6 +75,8 @@ if TYPE_CHECKING:
     from agentstream.llm.admission import RateLimitRetry
     from agentstream.llm.base import LLMProvider
     from agentstream.runtime.leases import Lease
+
+_log = logging.getLogger("agentstream.context")
 
 T = TypeVar("T")
 
@@ -137,9 +141,11 @@ class Context:
         rate_limit_retry: RateLimitRetry | None = None,
         lease: Lease | None = None,
         user_code: UserCode | None = None,
+        journal_outage: OutageLog | None = None,
     ) -> None:
         self.event = event
         self._lease = lease
+        self._journal_outage = journal_outage or OutageLog("journal", _log)
         self._user = user_code or UserCode()
         self._answers = answers
         self.attempt = attempt
@@ -710,11 +716,33 @@ class Context:
             started_at=at,
             finished_at=self._clock(),
         )
-        if blobs:
-            await self._store.put_blobs(blobs)
-        await self._write(record)
+        await self._keep(record, blobs)
         await self._after_step(seq, kind, name, False, started)
         return result
+
+    async def _keep(self, record: StepRecord, blobs: dict[str, str] | None) -> None:
+        """Journal a result in hand (a model answer that was paid for), riding out an outage.
+
+        While the journal is down the write is tried again, with backoff, instead of failing
+        the attempt and buying the answer again on the next one. It stays safe: the write
+        carries this claim's epoch, so if the claim moved on meanwhile the write is refused
+        (``FencedError``) and the answer is dropped, never recorded twice.
+        """
+        delay = 0.1
+        while True:
+            try:
+                if blobs:
+                    await self._store.put_blobs(blobs)
+                await self._write(record)
+            except Exception as exc:
+                if not is_journal_outage(exc):
+                    raise
+                self._journal_outage.failed(exc)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+                continue
+            self._journal_outage.ok()
+            return
 
     async def _answer_effect(
         self, seq: int, name: str, fp: str, request: Any, idem_key: str, started: float

@@ -53,6 +53,7 @@ from agentstream.failures import (
     retry_after_hint,
 )
 from agentstream.journal.blobs import expand_steps
+from agentstream.journal.outage import OutageLog, is_journal_outage
 from agentstream.journal.records import (
     Claim,
     ClaimStatus,
@@ -161,6 +162,7 @@ class Executor:
         self.leases = LeaseBook(lease_s)
         self.user_code = user_code or UserCode()
         self._on_outputs = on_outputs
+        self.journal_outage = OutageLog(f"agent {spec.name}: journal", log)
 
     def claims(self) -> list[tuple[str, int]]:
         """Current ``(event identity, epoch)`` claims, for lease renewal."""
@@ -192,10 +194,15 @@ class Executor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # journal unavailable: keep the event, try again later
-            log.exception(
-                "agent %s: journal error on %s; will retry", self.spec.name, event.identity
-            )
+            if is_journal_outage(exc):
+                self.journal_outage.failed(exc)
+            else:
+                log.exception(
+                    "agent %s: journal error on %s; will retry", self.spec.name, event.identity
+                )
             outcome, error = RetryLater(1.0, "error"), exc
+        else:
+            self.journal_outage.ok()
         if self.mw.wants(Middleware.after_process):
             await self.mw.after_process(
                 ProcessOutcome(
@@ -327,6 +334,7 @@ class Executor:
                 rate_limit_retry=self._rate_limit_retry,
                 lease=lease,
                 user_code=self.user_code,
+                journal_outage=self.journal_outage,
             )
             try:
                 with running(ctx):
@@ -344,6 +352,8 @@ class Executor:
                     return self._fenced(event, cause), ctx, None, None
                 if isinstance(cause, LeaseLostError):
                     return self._lease_lost(event, cause), ctx, None, None
+                if is_journal_outage(exc):
+                    raise  # the journal's failure, not the event's: no attempt, try again later
                 outcome, failed_as = await self._failed(event, claim, ctx, exc)
                 return outcome, ctx, failed_as, exc
             await self._note_mismatches(ctx, epoch)

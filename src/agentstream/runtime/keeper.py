@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from agentstream.journal import Store
+from agentstream.journal.outage import OutageLog
 from agentstream.runtime.leases import LeaseBook
 
 log = logging.getLogger("agentstream.leases")
@@ -55,6 +56,7 @@ class LeaseKeeper:
         retry_s: float = 0.2,
     ) -> None:
         self.agent = agent
+        self._outage = OutageLog(f"agent {agent}: lease renewal", log)
         self.book = book
         self._make_store = make_store
         self._loop = loop
@@ -110,7 +112,6 @@ class LeaseKeeper:
 
     async def _renew_loop(self, store: Store) -> None:
         period = self.book.lease_s / 3
-        failing = 0
         while not self._stop.is_set():
             claims = self.book.claims()
             if not claims:
@@ -121,20 +122,10 @@ class LeaseKeeper:
                 lost = await store.renew(self.agent, claims, self.book.lease_s)
             except Exception as exc:
                 self.failures += 1
-                failing += 1
-                if failing == 1 or failing % 25 == 0:  # a journal outage: a few lines, not a flood
-                    log.warning(
-                        "agent %s: lease renewal failed (%d in a row): %r; retrying every %.1fs",
-                        self.agent,
-                        failing,
-                        exc,
-                        self._retry_s,
-                    )
+                self._outage.failed(exc)
                 await self._sleep(self._retry_s)
                 continue
-            if failing:
-                log.warning("agent %s: lease renewal works again", self.agent)
-                failing = 0
+            self._outage.ok()
             self.renewals += 1
             for identity in self.book.renewed(claims, lost, asked + self.book.lease_s):
                 log.warning(

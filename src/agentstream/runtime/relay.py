@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from agentstream.journal.outage import OutageLog
 from agentstream.journal.records import OutboxRow
 from agentstream.journal.store import Store
 from agentstream.middleware import Middleware, MiddlewareStack
@@ -95,6 +96,7 @@ class OutboxRelay:
         self.published = 0
         self.refused = 0
         self.watch = watch or PublishWatch()
+        self._outage = OutageLog("outbox relay: journal or broker", log)
         self._mw = middleware
         self.watch_interval_s = watch_interval_s
 
@@ -250,10 +252,11 @@ class OutboxRelay:
                 await self.flush()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox relay: publish failed; retrying")
+            except Exception as exc:
+                self._outage.failed(exc)
                 await asyncio.sleep(1.0)
                 continue
+            self._outage.ok()
             self._wakeup.clear()
             waiter = asyncio.create_task(self._wakeup.wait())
             stopper = asyncio.create_task(stop.wait())

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from agentstream.agent import AgentSpec, Ordering
 from agentstream.config import RuntimeConfig
 from agentstream.event import WEAK_IDENTITY_SOURCES, Event, TopicPartition
+from agentstream.journal.outage import OutageLog
 from agentstream.journal.store import Store
 from agentstream.journal.waits import WaitJournal
 from agentstream.llm.base import LLMProvider
@@ -253,24 +254,22 @@ class AgentWorker:
         wants_poll = self.mw.wants(Middleware.on_poll)
         next_lag = time.monotonic()
         failures = 0
+        poll_outage = OutageLog(f"agent {self.spec.name}: polling the broker", log)
         while not self._stop.is_set():
             room = max(1, high - self.scheduler.buffered)
             try:
                 messages = await self.transport.poll(min(cfg.poll_batch, room), cfg.poll_timeout_s)
                 failures = 0
+                poll_outage.ok()
             except (asyncio.CancelledError, TransportFatalError):
                 raise
-            except Exception:
+            except Exception as exc:
                 # A broker or journal outage: keep what is queued, back off, poll again. Events
                 # in flight finish or retry on their own; nothing is acknowledged that is not done.
+                # One log line when it starts, reminders while it lasts, one when it ends.
                 failures += 1
-                delay = min(30.0, 0.2 * 2 ** min(failures, 8))
-                log.exception(
-                    "agent %s: poll failed (%d in a row); retrying in %.1fs",
-                    self.spec.name,
-                    failures,
-                    delay,
-                )
+                delay = min(5.0, 0.2 * 2 ** min(failures, 8))
+                poll_outage.failed(exc)
                 await asyncio.sleep(delay)
                 continue
             for event in await interpret_all(self.spec, messages):
@@ -405,6 +404,7 @@ class AgentWorker:
         """Renewal on the loop, for workers built without a lease store (in-process tests)."""
         book = self.executor.leases
         period = self.config.lease_s / 3
+        renew_outage = OutageLog(f"agent {self.spec.name}: lease renewal", log)
         while True:
             await asyncio.sleep(period)
             claims = book.claims()
@@ -413,9 +413,10 @@ class AgentWorker:
             asked = time.time()
             try:
                 lost = await self.store.renew(self.spec.name, claims, self.config.lease_s)
-            except Exception:
-                log.exception("agent %s: lease renewal failed", self.spec.name)
+            except Exception as exc:
+                renew_outage.failed(exc)
                 continue
+            renew_outage.ok()
             for identity in book.renewed(claims, lost, asked + self.config.lease_s):
                 log.warning(
                     "agent %s: claim on %s was taken over; its handler stops (lease_lost)",

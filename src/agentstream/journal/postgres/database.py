@@ -22,6 +22,7 @@ import psycopg_pool
 from psycopg import errors
 
 from agentstream.failures import ConfigurationError, TransientError
+from agentstream.journal.outage import JournalOutage
 from agentstream.journal.postgres.schema import migrate, quote_ident
 
 __all__ = ["Conn", "JournalUnavailable", "PostgresDatabase", "parse_postgres_url"]
@@ -126,7 +127,7 @@ class PostgresDatabase:
                         await migrate(conn, self.schema, self._clock())
                 except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
                     await pool.close()
-                    raise TransientError(f"PostgreSQL journal unavailable: {exc}") from exc
+                    raise JournalOutage(f"PostgreSQL journal unavailable: {exc}") from exc
                 except BaseException:
                     await pool.close()
                     raise
@@ -175,7 +176,7 @@ class PostgresDatabase:
                     raise TransientError(f"journal contention: {exc}") from exc
                 await asyncio.sleep(0.005 * 2**attempt)
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-                raise TransientError(f"PostgreSQL journal unavailable: {exc}") from exc
+                raise JournalOutage(f"PostgreSQL journal unavailable: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def run_many(
