@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -85,6 +86,9 @@ class SqliteDatabase:
         """Open a configured connection (used by the I/O thread and by synchronous tools)."""
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Journals hold payloads and transcripts: a new file is readable by its owner only
+            # (SQLite gives the -wal and -shm files the database file's permissions).
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
         )
