@@ -20,6 +20,9 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from examples.refund_tools import ANTHROPIC_TOOLS as TOOLS_ANTHROPIC
+from examples.refund_tools import OPENAI_TOOLS as TOOLS
+
 import agentstream
 from agentstream import App, Context
 from agentstream.demo.scenario import Ticket
@@ -34,36 +37,6 @@ FRAMEWORK = env("CHAOS_FRAMEWORK", "openai")
 SIM = env("CHAOS_SIM_URL", "http://127.0.0.1:1")
 Runner = Callable[[str], Awaitable[tuple[bool, str]]]
 world = World(env("CHAOS_WORLD", "world.db"), env("CHAOS_KILL_PLAN", ""))
-
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "refund",
-            "description": "Refund an order.",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "order_id": {"type": "string"},
-                    "cents": {"type": "integer", "minimum": 1, "maximum": 5000},
-                },
-                "required": ["order_id", "cents"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "order_status",
-            "description": "Look up an order.",
-            "parameters": {
-                "type": "object",
-                "properties": {"order_id": {"type": "string"}},
-                "required": ["order_id"],
-            },
-        },
-    },
-]
 
 
 class KillPoints(Middleware):
@@ -132,14 +105,6 @@ async def plain_openai(text: str) -> tuple[bool, str]:
 # -- Anthropic SDK ---------------------------------------------------------------------------
 
 claude = anthropic_client(base_url=SIM, api_key="sim")
-CLAUDE_TOOLS = [
-    {
-        "name": t["function"]["name"],
-        "description": t["function"]["description"],
-        "input_schema": t["function"]["parameters"],
-    }
-    for t in TOOLS
-]
 
 
 async def plain_anthropic(text: str) -> tuple[bool, str]:
@@ -149,7 +114,7 @@ async def plain_anthropic(text: str) -> tuple[bool, str]:
         max_tokens=300,
         system="Help with refunds.",
         messages=messages,
-        tools=CLAUDE_TOOLS,  # type: ignore[arg-type]
+        tools=TOOLS_ANTHROPIC,  # type: ignore[arg-type]
     )
     messages.append({"role": "assistant", "content": [b.model_dump() for b in first.content]})
     results = []
@@ -167,7 +132,7 @@ async def plain_anthropic(text: str) -> tuple[bool, str]:
         model="sim-1",
         max_tokens=300,
         messages=messages,
-        tools=CLAUDE_TOOLS,  # type: ignore[arg-type]
+        tools=TOOLS_ANTHROPIC,  # type: ignore[arg-type]
     ) as stream:
         final = await stream.get_final_message()
     return refunded, "".join(b.text for b in final.content if b.type == "text")
