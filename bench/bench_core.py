@@ -134,7 +134,7 @@ async def main(events: int, keys: int, partitions: int) -> dict[str, float]:
     results = {
         "noop_embedded_events_per_s": journaled,
         "bare_loop_embedded_events_per_s": bare,
-        "journal_limit_sqlite_events_per_s": limit,
+        "journal_limit_embedded_events_per_s": limit,
         "noop_over_bare_embedded": ratio,
         "noop_over_journal_limit_embedded": journaled / limit,
         "duplicate_model_calls_saved": deliveries - calls,

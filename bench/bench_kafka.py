@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaPartition
 
@@ -120,19 +121,36 @@ def raw_loop(bootstrap: str, topic: str, n: int) -> float:
         consumer.close()
 
 
+NOOP_CPU_US: dict[str, float] = {}
+"""Worker process CPU (every thread, librdkafka's included) per no-op event, by journal."""
+
+
 async def agentstream_noop(url: str, store: str, topic: str, n: int) -> float:
     """(b)/(c) Events/s of the runtime with a no-op agent, journaling in ``store``."""
     app = App(f"bench-{topic}", broker=url, store=store, config=CONFIG)
-    first: list[float] = []
+    first: list[tuple[float, float]] = []
 
     @app.agent(source=topic, key=lambda p: p["key"], concurrency=64)
     async def noop(ctx: Context, payload: dict[str, Any]) -> None:
         if not first:
-            first.append(time.perf_counter())
+            first.append((time.perf_counter(), time.process_time()))
 
     async with AppHarness(app) as h:
         await h.wait_drained(timeout_s=600)
-        return n / (time.perf_counter() - first[0])
+        wall, cpu = time.perf_counter(), time.process_time()
+    NOOP_CPU_US[store.partition(":")[0]] = (cpu - first[0][1]) / n * 1e6
+    return n / (wall - first[0][0])
+
+
+def wal_position(dsn: str) -> tuple[int, int]:
+    """The server's WAL position in bytes and the database's committed transactions so far."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, xact_commit FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 async def ordered_agentstream(url: str, store: str, topic: str, n: int) -> float:
@@ -224,13 +242,19 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         if args.postgres:
             topic = await fresh_topic(url, args.events, args.keys, args.partitions)
             with pg_schema(args.postgres) as journal:
+                wal0, commits0 = wal_position(args.postgres)
                 results["c"] = await agentstream_noop(url, journal, topic, args.events)
+                wal1, commits1 = wal_position(args.postgres)
+            results["wal"] = (wal1 - wal0) / args.events
+            results["commits"] = (commits1 - commits0) / args.events
             with pg_schema(args.postgres) as journal:
                 results["jc"] = await journal_limit(journal, args.events)
             print(f"(c) agentstream no-op, PostgreSQL        {results['c']:9.1f} events/s")
             print(f"    ratio c/a                            {results['c'] / results['a']:9.2f}")
             print(f"(j) PostgreSQL journal's own limit       {results['jc']:9.1f} events/s")
             print(f"    ratio c/j                            {results['c'] / results['jc']:9.2f}")
+            print(f"    WAL per event (server-wide)          {results['wal']:9.0f} bytes")
+            print(f"    commits per event (database-wide)    {results['commits']:9.3f}")
         else:
             print("(c) skipped (--no-postgres)")
         n = args.llm_events
@@ -253,6 +277,10 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         named["noop_kafka_postgres_events_per_s"] = results["c"]
         named["journal_limit_postgres_events_per_s"] = results["jc"]
         named["noop_over_journal_limit_kafka_postgres"] = results["c"] / results["jc"]
+        named["wal_bytes_per_noop_event_postgres"] = results["wal"]
+        named["commits_per_noop_event_postgres"] = results["commits"]
+    for journal, us in NOOP_CPU_US.items():
+        named[f"worker_cpu_us_per_noop_event_{journal}"] = us
     named["ordered_over_partition_serial"] = results["d"] / results["e"]
     emit(named)
     return results
