@@ -17,6 +17,7 @@ import sys
 BENCHMARKS = {
     "bench_core": ([], ["--events", "5000"]),
     "bench_kafka": ([], ["--events", "5000", "--llm-events", "400"]),
+    "bench_pause": ([], ["--rounds", "3"]),
     "bench_storage": ([], ["--events", "500"]),
     "bench_replay": ([], ["--events", "5000"]),
     "bench_sqs": ([], ["--events", "500"]),
