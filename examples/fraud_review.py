@@ -5,7 +5,10 @@ and finally asks for a structured verdict. A redelivered payment replays the who
 from the journal (no model call, no tool call) and gets the same verdict; a payment is put on
 hold at most once, whatever happens to the worker.
 
-    agentstream run examples.fraud_review:app
+    agentstream produce payments examples/payments.jsonl --key account_id --id payment_id
+    agentstream run examples.fraud_review:app         # Ctrl-C once the progress line says 12 done
+    agentstream tail verdicts --max 3                 # the verdicts, one per payment
+    agentstream status examples.fraud_review:app
 """
 
 from __future__ import annotations

@@ -106,3 +106,10 @@ def test_asking_for_a_dead_letter_that_is_not_there_exits_1_not_2(tmp_path):
 def test_a_usage_mistake_exits_2(tmp_path):
     out = agentstream("run", "not-a-target", cwd=tmp_path)
     assert out.code == 2 and "MODULE:ATTRIBUTE" in out.stderr
+
+
+def test_the_demo_never_sends_the_simulators_model_name_to_a_real_endpoint(tmp_path):
+    for extra in ((), ("--model", "sim-1")):
+        out = agentstream("demo", "--llm-url", "http://127.0.0.1:9/v1", *extra, cwd=tmp_path)
+        assert_one_clear_error(out, "--llm-url needs --model", "'sim-1'", code=2)
+        assert not (tmp_path / "agentstream-demo").exists()

@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 
-from agentstream.cli._app import cli, console
+from agentstream.cli._app import cli, console, fail
 from agentstream.demo.runner import DemoSettings, render, run_demo
+
+SIMULATOR_MODEL = "sim-1"
 
 
 @cli.command()
@@ -21,12 +23,24 @@ def demo(
         str | None,
         typer.Option(help="A real OpenAI-compatible endpoint instead of the simulator."),
     ] = None,
-    model: Annotated[str, typer.Option(help="Model name sent to the endpoint.")] = "sim-1",
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model name sent to the --llm-url endpoint (required with it)."),
+    ] = None,
     workdir: Annotated[Path, typer.Option(help="Where the demo's files go.")] = Path(
         "agentstream-demo"
     ),
 ) -> None:
     """Run a naive consumer and agentstream over the same duplicated, crash-ridden stream."""
+    if llm_url is None:
+        model = model or SIMULATOR_MODEL
+    elif model in (None, SIMULATOR_MODEL):
+        # The simulator's model name must never reach a real endpoint (and be billed there).
+        fail(
+            "--llm-url needs --model with a model your endpoint serves "
+            f"({SIMULATOR_MODEL!r} is the simulator's), e.g. --model gpt-4o-mini",
+            code=2,
+        )
     settings = DemoSettings(
         workdir=workdir.resolve(),
         events=events,
