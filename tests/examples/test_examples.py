@@ -129,3 +129,13 @@ async def test_the_cloudevents_example_answers_each_event_once_as_a_cloudevent(
     assert len(events) == len(lines)
     assert {e.get_type() for e in events} == {"com.example.ticket.triaged"}
     assert {json.loads(m.value)["opened_by"] for m in outputs} == {"/helpdesk"}
+
+
+def test_the_fraud_review_docstrings_input_is_payments_the_agent_accepts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop("examples.fraud_review", None)
+    module = importlib.import_module("examples.fraud_review")
+    assert "examples/payments.jsonl" in module.__doc__
+    lines = (EXAMPLES / "payments.jsonl").read_text().splitlines()
+    payments = [module.Payment.model_validate_json(line) for line in lines]
+    assert len({p.payment_id for p in payments}) == len(payments) >= 10
