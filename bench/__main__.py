@@ -21,6 +21,7 @@ BENCHMARKS = {
     "bench_storage": ([], ["--events", "500"]),
     "bench_replay": ([], ["--events", "5000"]),
     "bench_sqs": ([], ["--events", "500"]),
+    "bench_integrations": ([], ["--calls", "100"]),
     "bench_llm": ([], ["--quick"]),
 }
 
