@@ -20,23 +20,29 @@ Either way the event identity is the CloudEvents ``id``, the ordering key hint i
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
-
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings import kafka as ce_kafka
-from cloudevents.core.bindings.common import get_event_factory_for_version
-from cloudevents.core.exceptions import MissingRequiredAttributeError
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
+import functools
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentstream.codec import encode_value, to_jsonable
 from agentstream.event import Event, Message
 from agentstream.failures import UndecodablePayload
 from agentstream.formats.base import Decoded, Encoded
 
+if TYPE_CHECKING:
+    from cloudevents.core.base import BaseCloudEvent
+    from cloudevents.core.bindings.kafka import KafkaMessage
+    from cloudevents.core.formats.json import JSONFormat
+
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 SPECVERSION_HEADER = "ce_specversion"
-_FORMAT = JSONFormat()
+
+
+@functools.cache
+def _format() -> JSONFormat:
+    # The SDK (and dateutil) load on the first CloudEvent, not with every agentstream import.
+    from cloudevents.core.formats.json import JSONFormat
+
+    return JSONFormat()
 
 
 def mode_of(message: Message) -> str | None:
@@ -51,8 +57,10 @@ def mode_of(message: Message) -> str | None:
     return "structured" if structured else None
 
 
-def _kafka_message(message: Message) -> ce_kafka.KafkaMessage:
-    return ce_kafka.KafkaMessage(
+def _kafka_message(message: Message) -> KafkaMessage:
+    from cloudevents.core.bindings.kafka import KafkaMessage
+
+    return KafkaMessage(
         headers={name.lower(): value for name, value in message.headers},
         key=message.key,
         value=message.value,
@@ -66,6 +74,9 @@ class _StrictFactory:
         self.given: dict[str, Any] = {}
 
     def __call__(self, attributes: dict[str, Any], data: Any) -> BaseCloudEvent:
+        from cloudevents.core.bindings.common import get_event_factory_for_version
+        from cloudevents.core.exceptions import MissingRequiredAttributeError
+
         if not attributes.get("id"):
             raise MissingRequiredAttributeError(attribute_name="id")
         self.given = dict(attributes)
@@ -94,12 +105,14 @@ class CloudEventsDecoder:
             if not self.required:
                 return Decoded(message.value)
             mode = "structured"
+        from cloudevents.core.bindings import kafka as ce_kafka
+
         factory = _StrictFactory()
         try:
             if mode == "binary":
-                event = ce_kafka.from_binary(_kafka_message(message), _FORMAT, factory)
+                event = ce_kafka.from_binary(_kafka_message(message), _format(), factory)
             else:
-                event = ce_kafka.from_structured(_kafka_message(message), _FORMAT, factory)
+                event = ce_kafka.from_structured(_kafka_message(message), _format(), factory)
         except Exception as exc:
             raise UndecodablePayload(f"not a valid {mode}-mode CloudEvent: {exc}") from exc
         attributes = {k: v for k, v in event.get_attributes().items() if k in factory.given}
@@ -140,6 +153,9 @@ class CloudEventsEncoder:
 
     def encode(self, value: Any, *, event: Event, topic: str, index: int) -> Encoded:
         """Wrap one output value in a CloudEvent."""
+        from cloudevents.core.bindings import kafka as ce_kafka
+        from cloudevents.core.v1.event import CloudEvent
+
         millis = event.message.timestamp_ms
         attributes: dict[str, Any] = {
             "id": f"{event.identity}:{index}",
@@ -151,10 +167,10 @@ class CloudEventsEncoder:
         }
         if self.mode == "binary":
             # The SDK writes the headers; the value is encoded as every other output is.
-            out = ce_kafka.to_binary(CloudEvent(attributes), _FORMAT, key_mapper=_no_key)
+            out = ce_kafka.to_binary(CloudEvent(attributes), _format(), key_mapper=_no_key)
             return Encoded(encode_value(value), tuple(out.headers.items()))
         data = value if isinstance(value, bytes) else to_jsonable(value)
-        out = ce_kafka.to_structured(CloudEvent(attributes, data), _FORMAT, key_mapper=_no_key)
+        out = ce_kafka.to_structured(CloudEvent(attributes, data), _format(), key_mapper=_no_key)
         return Encoded(out.value, tuple(out.headers.items()))
 
 
