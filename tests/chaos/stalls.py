@@ -11,7 +11,8 @@ row can only come from two live workers racing. Afterwards :func:`verify_stalls`
    effects (``notify`` always, ``refund`` when the decision says so);
 3. every execution of the handler saw the journal's decision;
 4. no model call for a recorded step was made by two workers unless the first was stopped
-   around it (a stopped worker is not live), and the journaled answer is the last call made.
+   around it (a stopped worker is not live), and the journaled answer is the last call made,
+   but for calls sent by a worker just before it was stopped and answered after it resumed.
 """
 
 from __future__ import annotations
@@ -229,21 +230,26 @@ async def verify_stalls(
     for call in calls:
         by_step[call["step_key"]].append(call)
     margin = plan.lease_s * 2 + 2.0
+
+    def stopped_around(pid: int, since: float, until: float) -> bool:
+        """Whether ``pid`` was stopped at some time in ``[since - margin, until]``."""
+        return any(p == pid and start < until and end > since - margin for p, start, end in stops)
+
     for key, made in by_step.items():
         for first, later in itertools.pairwise(made):
-            if first["pid"] == later["pid"]:
-                continue
-            excused = any(
-                pid == first["pid"] and start < later["at"] and end > first["at"] - margin
-                for pid, start, end in stops
-            )
-            if not excused:
+            if first["pid"] != later["pid"] and not stopped_around(
+                first["pid"], first["at"], later["at"]
+            ):
                 report.live_double_calls.append(key)
     for ticket_id, event_steps in steps.items():
         for step in event_steps:
             if step.kind != StepKind.LLM:
                 continue
             made = by_step.get(f"triage/{ticket_id}/{step.seq}", [])
-            if not made or made[-1]["response_id"] != step.result["id"]:
+            ids = [c["response_id"] for c in made]
+            # A call sent before its worker was stopped may answer after the successor's: only
+            # such calls may come after the recorded one.
+            after = made[ids.index(step.result["id"]) + 1 :] if step.result["id"] in ids else None
+            if after is None or any(not stopped_around(c["pid"], c["at"], c["at"]) for c in after):
                 report.stale_answers.append(f"{ticket_id}/{step.seq}")
     return report
