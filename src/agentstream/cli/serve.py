@@ -90,5 +90,6 @@ async def serve(app: App, agents: Sequence[str] | None, *, progress_s: float) ->
                 await reporter
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        seconds = time.monotonic() - progress.started
-        log.info("stopped after %.1f s: %s", seconds, progress.line(workers, overall=True))
+        if workers:  # a start-up failure is reported on its own, in one line
+            seconds = time.monotonic() - progress.started
+            log.info("stopped after %.1f s: %s", seconds, progress.line(workers, overall=True))

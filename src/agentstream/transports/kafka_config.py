@@ -155,6 +155,7 @@ class KafkaSettings:
         return {
             "bootstrap.servers": self.bootstrap,
             "logger": self.log,
+            "error_cb": self.log.on_error,
             **self.common,
             **self.admin,
         }

@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from typing import Any
+
+from confluent_kafka import KafkaError
 
 _VOLATILE = re.compile(r"\(after \d+ms[^)]*\)|\d+ms|#\d+")
 _THREAD = re.compile(r"^\[thrd:[^\]]*\]:\s*")
@@ -31,8 +34,14 @@ class FoldedLog:
         self.last_error: str | None = None
         self.repeats = 0
         self.quiet = False
+        self.all_brokers_down = False
         self._seen: set[str] = set()
         self._lock = threading.Lock()
+
+    def on_error(self, error: Any) -> None:
+        """Librdkafka's ``error_cb``: remember that every broker is down (the probe stops)."""
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.all_brokers_down = True
 
     def log(self, level: int, fmt: str, *args: object) -> None:
         """Log one librdkafka line (a repeat of a line already seen goes to DEBUG)."""

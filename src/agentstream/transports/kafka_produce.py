@@ -113,17 +113,24 @@ class Topics:
 
     def _probe_sync(self) -> None:
         timeout = self.settings.connect_timeout_s
+        deadline = time.monotonic() + timeout
         folded = self.settings.log
         folded.quiet = True
         try:
-            self.admin().list_topics(timeout=timeout)
-        except KafkaException as exc:
-            self.admin().poll(0)  # serves the queued log lines, so last_error is the real cause
-            cause = folded.last_error or str(exc.args[0])
-            raise KafkaUnreachable(
-                f"cannot reach Kafka at {self.settings.bootstrap} within {timeout:g} s ({cause}); "
-                "check the kafka:// URL and that the broker is up"
-            ) from exc
+            while True:
+                try:
+                    self.admin().list_topics(timeout=max(0.05, min(0.5, timeout)))
+                    return
+                except KafkaException as exc:
+                    # Serve the queued log lines and errors: last_error names the real cause,
+                    # and a refused connection to every broker need not wait out the timeout.
+                    self.admin().poll(0)
+                    if folded.all_brokers_down or time.monotonic() >= deadline:
+                        cause = folded.last_error or str(exc.args[0])
+                        raise KafkaUnreachable(
+                            f"cannot reach Kafka at {self.settings.bootstrap} ({cause}); "
+                            "check the kafka:// URL and that the broker is up"
+                        ) from exc
         finally:
             folded.quiet = False
 
