@@ -146,6 +146,12 @@ class EventJournal(Protocol):
         """Forget a parked event (it has been processed)."""
         ...
 
+    async def parked(
+        self, agent: str, *, key: str | None = None, releasable: bool = False, limit: int = 1000
+    ) -> list[ParkedRecord]:
+        """Parked events in arrival order; ``releasable`` keeps only keys no longer blocked."""
+        ...
+
     async def put_blobs(self, blobs: Mapping[str, str]) -> None:
         """Store content-addressed texts by digest; a digest already stored is left as it is."""
         ...

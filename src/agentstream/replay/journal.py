@@ -26,6 +26,7 @@ from agentstream.journal.records import (
     Completion,
     EventMeta,
     FailureRecord,
+    ParkedRecord,
     StepKind,
     StepRecord,
 )
@@ -139,6 +140,12 @@ class ReplayJournal:
 
     async def unpark(self, agent: str, parked_id: int) -> None:
         """Nothing is parked."""
+
+    async def parked(
+        self, agent: str, *, key: str | None = None, releasable: bool = False, limit: int = 1000
+    ) -> list[ParkedRecord]:
+        """Nothing is parked."""
+        return []
 
     async def put_blobs(self, blobs: Mapping[str, str]) -> None:
         """Transcript parts of steps this replay writes, kept in memory."""

@@ -237,11 +237,16 @@ class Executor:
         return RetryLater(0.05, "lease_lost")
 
     async def _held(self, event: Event) -> bool:
-        """Strict ordering: whether the event must wait behind its key's dead letter."""
+        """Strict ordering: whether the event must wait behind its key's dead letter or wait."""
         if event.parked_id is None:
             return await self.store.park(self.spec.name, event.identity, event.key, event.message)
         blocker = await self.store.blocked_by(self.spec.name, event.key)
-        return blocker is not None and blocker != event.identity
+        if blocker is not None and blocker != event.identity:
+            return True
+        # An earlier parked event of the key (held again, behind an event that began to wait
+        # after this one was released) goes first: resuming this one would overtake it.
+        first = await self.store.parked(self.spec.name, key=event.key, limit=1)
+        return bool(first) and first[0].id < event.parked_id
 
     async def _claim_and_run(
         self, event: Event
