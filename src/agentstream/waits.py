@@ -112,7 +112,9 @@ async def wait_for(
 ) -> Any:
     """Wait for the signal ``name`` sent to this event (see :meth:`Context.wait_for`)."""
     request = {"signal": name, "timeout_s": timeout}
-    fp = fingerprint(str(StepKind.WAIT), name, request)
+    # The timeout is not part of the fingerprint: a deploy that changes it must not make the
+    # events already waiting non-deterministic (their recorded deadline stands).
+    fp = fingerprint(str(StepKind.WAIT), name, {"signal": name})
     seq, rec = ctx._place(StepKind.WAIT, name, fp, None)
     validate = _validator(schema)
     if rec is not None and (rec.kind != StepKind.WAIT or rec.name != name or rec.fingerprint != fp):
@@ -161,7 +163,7 @@ async def wait_for(
 async def sleep(ctx: Context, seconds: float) -> None:
     """Sleep durably for ``seconds`` (see :meth:`Context.sleep`)."""
     request = {"sleep_s": seconds}
-    fp = fingerprint(str(StepKind.SLEEP), "sleep", request)
+    fp = fingerprint(str(StepKind.SLEEP), "sleep", None)  # the recorded deadline stands
     seq, rec = ctx._place(StepKind.SLEEP, "sleep", fp, None)
     if rec is not None and (rec.kind != StepKind.SLEEP or rec.fingerprint != fp):
         raise StepNotRecorded(
