@@ -16,9 +16,9 @@ An :class:`Encoder` does the reverse for output records: value in, bytes and hea
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from agentstream.event import Event, Headers, Message
 
@@ -26,9 +26,8 @@ NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 """The attributes of a record without an envelope (shared, read-only)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """What a decoder made of a message.
+class Decoded(NamedTuple):
+    """What a decoder made of a message (a tuple: built for every record, so it is cheap).
 
     Attributes:
         payload: Bytes (parsed as JSON, text or bytes by the agent's input type) or decoded data
@@ -43,7 +42,7 @@ class Decoded:
     payload: Any
     identity: str | None = None
     key: str | None = None
-    attributes: Mapping[str, Any] = field(default_factory=lambda: NO_ATTRIBUTES)
+    attributes: Mapping[str, Any] = NO_ATTRIBUTES
 
 
 @runtime_checkable
