@@ -42,6 +42,7 @@ from agentstream.agent import AgentSpec, NonDeterminismPolicy
 from agentstream.codec import fingerprint, return_adapter, to_jsonable
 from agentstream.event import Event, Headers, OutgoingRecord, headers_from_mapping
 from agentstream.failures import (
+    AgentStreamError,
     EffectOutcomeUnknown,
     EffectTimeoutError,
     FencedError,
@@ -52,6 +53,7 @@ from agentstream.failures import (
 from agentstream.journal.blobs import compact_request
 from agentstream.journal.outage import OutageLog, is_journal_outage
 from agentstream.journal.records import StepKind, StepRecord, StepStatus
+from agentstream.journal.waits import SignalReceipt, WaitJournal
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.breaker import CircuitBreaker
 from agentstream.llm.client import LLMClient
@@ -67,6 +69,7 @@ from agentstream.middleware import (
     StepOutput,
 )
 from agentstream.outputs import Emitted, build_outputs
+from agentstream.signals import send_signal
 from agentstream.steps import STEP_KEY, StepIndex
 from agentstream.usercode import UserCode, is_async_callable
 
@@ -473,6 +476,28 @@ class Context:
             The signal's data, validated.
         """
         return await waits.wait_for(self, name, timeout=timeout, schema=schema, default=default)
+
+    async def signal(
+        self,
+        agent: str,
+        event_id: str,
+        name: str,
+        data: Any = None,
+        *,
+        signal_id: str | None = None,
+    ) -> SignalReceipt:
+        """Send the signal ``name`` to an event of ``agent`` (one agent answering another's wait).
+
+        Applied once per ``signal_id`` (default: from this event's identity and the signal's
+        name, so a redelivery or replay of this event sends it once); kept when the event is
+        not waiting yet or not known yet. Raises :class:`~agentstream.SignalRejected` when
+        that event is finished.
+        """
+        store = self._store
+        if not isinstance(store, WaitJournal):
+            raise AgentStreamError(f"the journal {store!r} cannot record signals")
+        sid = signal_id or f"{self._spec.name}/{self.identity}/{name}"
+        return await send_signal(store, agent, event_id, name, data, signal_id=sid, unknown_ok=True)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep durably: the event is suspended and resumed after ``seconds`` by any worker.

@@ -13,6 +13,7 @@ from agentstream.cli import cli
 from agentstream.journal.records import EventState, StepKind
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.llm.simulator import CallLog
+from agentstream.signals import signal_source
 from agentstream.testing import AppHarness
 from tests.ops.apps import cli_run, wait_for
 from tests.waits.apps import Refund, make_app, paid
@@ -144,3 +145,25 @@ async def test_the_command_line_lists_waiting_events_and_sends_signals(tmp_path,
 
 async def _is_waiting(url: str, event_id: str) -> bool:
     return await state(url, event_id) == EventState.WAITING
+
+
+async def test_a_signal_source_topic_answers_waits_once_per_record(tmp_path):
+    url = f"sqlite:///{tmp_path / 'as.db'}"
+    app = make_app(url, tmp_path)
+    signal_source(app, "approvals")
+    async with AppHarness(app) as h:
+        await h.produce("refunds", refunds(("r1", "carol", 500_00)), key=lambda r: r.customer)
+        await wait_for(lambda: _is_waiting(url, "r1"))
+        # a web app answers by producing a record, and its producer retries it
+        approval = {"agent": "refunds", "event_id": "r1", "name": "approval", "id": "web-1"}
+        approval["data"] = {"approved": False}
+        await h.produce("approvals", [approval, approval])
+        await wait_for(lambda: paid(tmp_path / "paid.log") == [("r1", "denied")])
+        await h.wait_drained()
+    store = SqliteStore(url.removeprefix("sqlite:///"))
+    await store.open()
+    try:
+        signals = await store.signals("refunds", "r1")
+    finally:
+        await store.close()
+    assert [(s.signal_id, s.status) for s in signals] == [("web-1", "consumed")]
