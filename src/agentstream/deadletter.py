@@ -149,6 +149,18 @@ def build_envelope(
             }
             for s in effects
         ],
+        "waits": [
+            {
+                "seq": s.seq,
+                "kind": str(s.kind),
+                "name": s.name,
+                "status": str(s.status),
+                "deadline": s.meta.get("deadline"),
+                "result": s.result,
+            }
+            for s in steps
+            if s.kind in (StepKind.WAIT, StepKind.SLEEP)
+        ],
         "idempotency_keys": keys,
         "tokens": sum(int(s.meta.get("total_tokens", 0)) for s in llm_steps),
         "cost_usd": round(sum(float(s.meta.get("cost_usd", 0.0)) for s in llm_steps), 8),
