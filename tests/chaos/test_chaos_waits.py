@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agentstream.backends import sqlite_path
 from agentstream.outputs import EVENT_ID_HEADER
+from agentstream.sqlite_db import sqlite_path
 from agentstream.transports.embedded import read_topic
 from tests.chaos.waits_harness import WaitPlan, run_wait_chaos, verify_waits
 from tests.conformance.conftest import KAFKA_TEST_SETTINGS
