@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import httpx2
-
+from agentstream.integrations._http import httpx
 from agentstream.integrations.transport import JournaledTransport
 
 if TYPE_CHECKING:
@@ -29,9 +28,9 @@ __all__ = ["anthropic_client", "http_client", "openai_client"]
 
 def http_client(
     transport: JournaledTransport | None = None, *, timeout_s: float = 600.0
-) -> httpx2.AsyncClient:
-    """An ``httpx2.AsyncClient`` on a journaled transport, for an SDK's ``http_client=``."""
-    return httpx2.AsyncClient(transport=transport or JournaledTransport(), timeout=timeout_s)
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` on a journaled transport, for an SDK's ``http_client=``."""
+    return httpx.AsyncClient(transport=transport or JournaledTransport(), timeout=timeout_s)
 
 
 def _on_transport(

@@ -26,10 +26,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import httpx2
-
 from agentstream.current import current_context, maybe_current_context
 from agentstream.failures import TransientError
+from agentstream.integrations._http import httpx
 from agentstream.integrations.wire import ModelAPI, model_api, request_of, summarize
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.openai_provider import IDEMPOTENCY_HEADER, idempotency_key
@@ -57,7 +56,7 @@ def _decode_chunk(chunk: Any) -> bytes:
     return base64.b64decode(chunk["b64"])
 
 
-class RecordedStream(httpx2.AsyncByteStream):
+class RecordedStream(httpx.AsyncByteStream):
     """A response body served from recorded chunks, in their recorded order."""
 
     def __init__(self, chunks: list[bytes]) -> None:
@@ -71,7 +70,7 @@ class RecordedStream(httpx2.AsyncByteStream):
 class _RejectedRequest(Exception):
     """The API refused the request (a 4xx other than 408/409/429): handed to the SDK as is."""
 
-    def __init__(self, response: httpx2.Response, body: bytes) -> None:
+    def __init__(self, response: httpx.Response, body: bytes) -> None:
         super().__init__(f"HTTP {response.status_code}")
         self.response = response
         self.body = body
@@ -84,8 +83,8 @@ class _Upstream:
 
     def __init__(
         self,
-        transport: httpx2.AsyncBaseTransport,
-        request: httpx2.Request,
+        transport: httpx.AsyncBaseTransport,
+        request: httpx.Request,
         api: ModelAPI,
         prices: PriceTable,
     ) -> None:
@@ -100,7 +99,7 @@ class _Upstream:
         headers = self._request.headers.copy()
         headers[IDEMPOTENCY_HEADER] = idempotency_key(step_key)
         headers["accept-encoding"] = "identity"  # chunks are recorded as the SDK reads them
-        outgoing = httpx2.Request(
+        outgoing = httpx.Request(
             self._request.method,
             self._request.url,
             headers=headers,
@@ -149,11 +148,11 @@ class _Upstream:
         """Nothing to release: the transport belongs to the client."""
 
 
-class JournaledTransport(httpx2.AsyncBaseTransport):
+class JournaledTransport(httpx.AsyncBaseTransport):
     """An httpx transport that journals every model-API call in the running event.
 
     Args:
-        upstream: The transport that really sends (default: ``httpx2.AsyncHTTPTransport()``).
+        upstream: The transport that really sends (default: ``httpx.AsyncHTTPTransport()``).
         context: The event's Context (default: :func:`agentstream.current_context` at each
             request, so one client can be shared by every event).
         prices: Price table for cost accounting (default: the built-in one).
@@ -163,13 +162,13 @@ class JournaledTransport(httpx2.AsyncBaseTransport):
     Example::
 
         client = openai.AsyncOpenAI(
-            http_client=httpx2.AsyncClient(transport=JournaledTransport()), max_retries=0
+            http_client=httpx.AsyncClient(transport=JournaledTransport()), max_retries=0
         )
     """
 
     def __init__(
         self,
-        upstream: httpx2.AsyncBaseTransport | None = None,
+        upstream: httpx.AsyncBaseTransport | None = None,
         *,
         context: Context | None = None,
         prices: PriceTable | None = None,
@@ -177,12 +176,12 @@ class JournaledTransport(httpx2.AsyncBaseTransport):
     ) -> None:
         if outside_handler not in ("raise", "send"):
             raise ValueError("outside_handler must be 'raise' or 'send'")
-        self._upstream = upstream or httpx2.AsyncHTTPTransport()
+        self._upstream = upstream or httpx.AsyncHTTPTransport()
         self._context = context
         self._prices = prices or PriceTable()
         self._outside = outside_handler
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Answer a model call from the journal, or send it and record the answer."""
         api = model_api(request.method, request.url.path)
         if api is None:
@@ -202,7 +201,7 @@ class JournaledTransport(httpx2.AsyncBaseTransport):
                 llm_request, name=api.step, prompt_version=None, via=upstream
             )
         except _RejectedRequest as rejected:
-            return httpx2.Response(
+            return httpx.Response(
                 rejected.response.status_code,
                 headers=rejected.response.headers,
                 content=rejected.body,
@@ -210,7 +209,7 @@ class JournaledTransport(httpx2.AsyncBaseTransport):
             )
         raw = answer.raw or {}
         chunks = [_decode_chunk(c) for c in raw.get("chunks") or []]
-        return httpx2.Response(
+        return httpx.Response(
             int(raw.get("http_status", 200)),
             headers=raw.get("headers") or {},
             stream=RecordedStream(chunks),
