@@ -28,8 +28,7 @@ from typing import Any
 
 from agentstream import App, Context, RuntimeConfig
 from agentstream.event import OutgoingRecord
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 from agentstream.testing import AppHarness
 from agentstream.transports.base import IgnoreRebalance
 from agentstream.transports.embedded import EmbeddedTransport

@@ -48,8 +48,7 @@ from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from agentstream import App, Context, RuntimeConfig
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 from agentstream.testing import AppHarness
 from agentstream.transports.kafka import KafkaTransport
 from agentstream.transports.kafka_config import parse_kafka_url

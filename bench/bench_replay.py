@@ -25,8 +25,7 @@ from pydantic import BaseModel
 from agentstream import App, Context
 from agentstream.event import Message
 from agentstream.journal.sqlite import SqliteStore
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 from agentstream.replay import replay_recorded, replay_recorded_parallel
 from bench.live import run_live
 from bench.results import emit

@@ -22,8 +22,7 @@ from typing import Any
 from agentstream import App, Context
 from agentstream.backends import Backends
 from agentstream.event import Message
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 from bench.live import run_live
 from bench.results import DEFAULT_POSTGRES, emit, pg_schema, pg_schema_bytes, scratch, sqlite_bytes
 

@@ -22,8 +22,7 @@ from pydantic import BaseModel
 
 from agentstream import App, Context
 from agentstream.formats import CloudEventsDecoder, CloudEventsEncoder
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 
 
 class Ticket(BaseModel):

@@ -20,8 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from agentstream import App, Budget, Context
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 
 SYSTEM = (
     "You review card payments for fraud. Use the tools to look at the account before deciding. "

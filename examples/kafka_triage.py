@@ -39,8 +39,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agentstream import App, Context, Retry
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tansu makes a group join wait about half of session.timeout.ms; real Kafka needs none of this.

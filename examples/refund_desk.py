@@ -24,8 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 import agentstream
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 
 PROMPT = (
     "You triage customer support tickets. First look up the order the ticket is about, then "

@@ -20,8 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agentstream import App, Context, Retry
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 
 PROMPT = (
     "You triage customer support tickets. Decide the category and priority, and whether the "

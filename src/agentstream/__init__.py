@@ -35,17 +35,36 @@ from agentstream.failures import (
 )
 from agentstream.integrations.tools import effect, idempotency_key, step
 from agentstream.journal.waits import SignalReceipt, SignalStatus
-from agentstream.llm.base import LLMProvider, LLMRequest, LLMResponse, ToolCall, Usage
+from agentstream.llm import (
+    AdmissionControl,
+    AnthropicProvider,
+    LLMProvider,
+    LLMRequest,
+    LLMResponse,
+    ModelLimits,
+    OpenAIProvider,
+    PriceTable,
+    SimulatedProvider,
+    SimulatorConfig,
+    SpendLimit,
+    ToolCall,
+    Usage,
+)
 from agentstream.middleware import Middleware
+from agentstream.observability import observe
 from agentstream.signals import SignalError, SignalForUnknownEvent, SignalRejected
+from agentstream.testing import AppHarness
 from agentstream.waits import WaitTimeout
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdmissionControl",
     "AgentSpec",
     "AgentStreamError",
+    "AnthropicProvider",
     "App",
+    "AppHarness",
     "Budget",
     "BudgetExceededError",
     "ConfigurationError",
@@ -61,14 +80,17 @@ __all__ = [
     "LLMResponse",
     "Message",
     "Middleware",
+    "ModelLimits",
     "NoCurrentContext",
     "NonDeterminismError",
     "NonDeterminismPolicy",
+    "OpenAIProvider",
     "Ordering",
     "OutgoingRecord",
     "OversizedPayload",
     "PoisonError",
     "PolicyViolationError",
+    "PriceTable",
     "ProviderTimeout",
     "ProviderUnavailable",
     "RateLimitedError",
@@ -82,6 +104,9 @@ __all__ = [
     "SignalReceipt",
     "SignalRejected",
     "SignalStatus",
+    "SimulatedProvider",
+    "SimulatorConfig",
+    "SpendLimit",
     "ToolCall",
     "TopicPartition",
     "TransientError",
@@ -92,5 +117,6 @@ __all__ = [
     "current_context",
     "effect",
     "idempotency_key",
+    "observe",
     "step",
 ]

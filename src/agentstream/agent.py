@@ -23,7 +23,6 @@ from agentstream.failures import (
     BudgetExceededError,
     ConfigurationError,
     OversizedPayload,
-    PoisonError,
     Retry,
     SchemaInvalidPayload,
     UndecodablePayload,
@@ -277,8 +276,3 @@ def input_type_of(handler: Handler) -> Any:
             f"handler {handler.__name__}: cannot resolve the payload annotation {annotation!r} "
             f"({exc}); define it at module level or pass input_type= to @app.agent"
         ) from exc
-
-
-def is_poison(exc: BaseException) -> bool:
-    """Whether a decode error makes the message poison."""
-    return isinstance(exc, PoisonError)

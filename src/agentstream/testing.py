@@ -31,6 +31,8 @@ from agentstream.runtime.worker import AgentWorker
 from agentstream.sqlite_db import sqlite_path
 from agentstream.transports.embedded import read_topic
 
+__all__ = ["AgentRun", "AppHarness", "run_agent"]
+
 
 class AppHarness:
     """Runs an App's agents in the current event loop.

@@ -17,8 +17,7 @@ import os
 from agentstream import App, Context
 from agentstream.demo.scenario import Ticket
 from agentstream.demo.scenario import Triage as Decision
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 from agentstream.middleware import CompletedInput, Middleware, RebalanceInput
 from tests.apps.chaos_env import agent_options, runtime_config
 from tests.chaos.world import World

@@ -21,8 +21,7 @@ import time
 from agentstream import App, Context, Retry, RuntimeConfig
 from agentstream.demo.scenario import Ticket
 from agentstream.demo.scenario import Triage as Decision
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 from tests.chaos.world import World, burn
 
 env = os.environ.get

@@ -19,8 +19,7 @@ import os
 from agentstream import App, Context, Retry, RuntimeConfig
 from agentstream.demo.scenario import Ticket
 from agentstream.demo.scenario import Triage as Decision
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 from agentstream.middleware import Middleware, ProcessOutcome
 from tests.chaos.world import World
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from agentstream import App, Context
-from agentstream.llm.simulated import SimulatedProvider
+from agentstream.llm.simulator import SimulatedProvider
 from agentstream.testing import AppHarness
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

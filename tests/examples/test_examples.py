@@ -62,8 +62,7 @@ async def test_the_fraud_review_example_replays_its_tool_loop_from_the_journal(
 async def test_the_llm_gateway_example_triages_every_ticket_over_http_within_its_limits(
     tmp_path, monkeypatch
 ):
-    from agentstream.llm.sim_server import SimulatorServer
-    from agentstream.llm.simulator import SimulatorConfig
+    from agentstream.llm.simulator import SimulatorConfig, SimulatorServer
 
     monkeypatch.chdir(tmp_path)
     # The example admits 1,200 calls a minute (a burst of 60, then 19 a second), which fits

@@ -14,8 +14,7 @@ from __future__ import annotations
 import pytest
 
 from agentstream.llm.openai_provider import idempotency_key
-from agentstream.llm.sim_server import SimulatorServer
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatorConfig, SimulatorServer
 from tests.chaos.harness import KILL_POINTS, ChaosPlan, run_chaos, verify
 from tests.chaos.test_chaos_embedded import embedded_outputs
 

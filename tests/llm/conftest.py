@@ -11,8 +11,7 @@ import pytest
 import agentstream
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.llm.openai_provider import OpenAIProvider
-from agentstream.llm.sim_server import SimulatorServer
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatorConfig, SimulatorServer
 
 FAST = agentstream.RuntimeConfig(
     session_timeout_s=2.0, heartbeat_s=0.2, commit_interval_s=0.05, shutdown_grace_s=2.0

@@ -15,8 +15,7 @@ import agentstream
 from agentstream.llm.breaker import CircuitBreaker
 from agentstream.llm.breaker_state import BreakerPolicy
 from agentstream.llm.openai_provider import OpenAIProvider
-from agentstream.llm.sim_server import SimulatorServer
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatorConfig, SimulatorServer
 from agentstream.observability import PrometheusMiddleware
 from agentstream.observability.health import HealthState
 from agentstream.testing import AppHarness

@@ -21,8 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import agentstream
 from agentstream.llm.openai_provider import OpenAIProvider
-from agentstream.llm.sim_server import SimulatorServer
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatorConfig, SimulatorServer
 from agentstream.observability import GenAIMetricsMiddleware, TracingMiddleware
 from agentstream.testing import AppHarness
 from tests.formats.conftest import Broker
@@ -128,7 +127,7 @@ def traced_app(tmp_path: Path, **otel: str) -> dict[str, str]:
     app_file = tmp_path / "traced_app.py"
     app_file.write_text(
         "import agentstream\n"
-        "from agentstream.llm.simulated import SimulatedProvider\n"
+        "from agentstream.llm.simulator import SimulatedProvider\n"
         f"app = agentstream.App('traced', broker='sqlite:///{db}', llm=SimulatedProvider())\n"
         "@app.agent(source='tickets', identity='header:ce_id')\n"
         "async def triage(ctx, payload: dict) -> None:\n"

@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from agentstream import App, Context, Middleware, ProviderUnavailable, Retry, RuntimeConfig
 from agentstream.cli import cli
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import CallLog, SimulatorConfig
+from agentstream.llm.simulator import CallLog, SimulatedProvider, SimulatorConfig
 
 PROMPT = "You triage support tickets. Pick a queue and a refund in cents."
 

@@ -9,8 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agentstream import App, RuntimeConfig
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 from agentstream.middleware import Middleware, ProcessOutcome
 
 FAST = RuntimeConfig(

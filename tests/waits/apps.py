@@ -7,8 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from agentstream import App, Context, RuntimeConfig, WaitTimeout
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 
 THRESHOLD = 100_00
 

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from agentstream.cli._app import cli, console, fail, setup_logging
-from agentstream.llm.sim_server import SimulatorServer
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator.model import SimulatorConfig
+from agentstream.llm.simulator.server import SimulatorServer
 
 
 @cli.command("simulate-llm")

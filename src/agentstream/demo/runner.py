@@ -22,8 +22,8 @@ from agentstream.codec import encode_value
 from agentstream.demo.scenario import Ledger, Ticket, make_stream
 from agentstream.event import OutgoingRecord
 from agentstream.journal.store import Store
-from agentstream.llm.sim_server import SimulatorServer
-from agentstream.llm.simulator import CallLog, SimulatorConfig
+from agentstream.llm.simulator.model import CallLog, SimulatorConfig
+from agentstream.llm.simulator.server import SimulatorServer
 
 
 @dataclass

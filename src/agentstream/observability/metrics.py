@@ -413,8 +413,3 @@ class PrometheusMiddleware(Middleware):
             for tp, value in inp.lag.items():
                 if value is not None:
                     self.lag.labels(inp.agent, tp.topic, str(tp.partition)).set(value)
-
-    def count_divergences(self, agent: str, n: int, source: str = "shadow") -> None:
-        """Record divergences found outside the runtime (a shadow or recorded replay)."""
-        if n:
-            self.divergences.labels(agent, source).inc(n)

@@ -28,7 +28,6 @@ configured provider the API's no-op tracer makes this middleware free.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -227,8 +226,3 @@ class TracingMiddleware(Middleware):
         parent = self._parent(inp.event)
         propagate.inject(carrier, context=parent)
         return tuple((k, v.encode()) for k, v in carrier.items())
-
-
-def trace_context(headers: Headers) -> Mapping[str, Any]:
-    """The W3C trace context carried by message headers (for tests and tools)."""
-    return _carrier(headers)

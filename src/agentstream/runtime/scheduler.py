@@ -45,8 +45,6 @@ class KeyedScheduler:
         self._ready: collections.deque[str] = collections.deque()
         self._buffered = 0
         self._revoked: set[int] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._closed = False
 
     @property
@@ -68,7 +66,6 @@ class KeyedScheduler:
             queue = self._queues[event.key] = collections.deque()
         queue.append(event)
         self._buffered += 1
-        self._idle.clear()
         if len(queue) == 1 and event.key not in self._running and event.key not in self._sleeping:
             self._make_ready(event.key)
 
@@ -118,7 +115,6 @@ class KeyedScheduler:
         elif queue and key not in self._sleeping and not self._closed:
             self._ready.append(key)
         self._fill()
-        self._check_idle()
         if cancelled:
             raise asyncio.CancelledError
 
@@ -127,10 +123,6 @@ class KeyedScheduler:
         if self._queues.get(key) and not self._closed:
             self._make_ready(key)
             self._fill()
-
-    def _check_idle(self) -> None:
-        if self._buffered == 0:
-            self._idle.set()
 
     def drop(self, partitions: Collection[TopicPartition]) -> list[asyncio.Task[None]]:
         """Forget queued events of revoked partitions; return the running tasks among them.
@@ -157,16 +149,7 @@ class KeyedScheduler:
                 timer = self._sleeping.pop(key, None)
                 if timer is not None:
                     timer.cancel()
-        self._check_idle()
         return running
-
-    async def wait_idle(self, within_s: float | None = None) -> bool:
-        """Wait until nothing is queued or running; return whether that happened in time."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), within_s)
-        except TimeoutError:
-            return False
-        return True
 
     async def close(self, grace_s: float) -> None:
         """Stop: let running events finish for ``grace_s``, then cancel them; drop the rest."""
@@ -184,4 +167,3 @@ class KeyedScheduler:
                 await asyncio.gather(*pending, return_exceptions=True)
         self._queues.clear()
         self._buffered = 0
-        self._idle.set()

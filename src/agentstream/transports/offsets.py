@@ -99,10 +99,6 @@ class OffsetTracker:
         """Next offset to fetch."""
         return self._parts[tp].next_offset
 
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        """Move the fetch position (used when nothing is pending, e.g. after a reset)."""
-        self._parts[tp].next_offset = offset
-
     def to_commit(
         self, partitions: list[TopicPartition] | None = None
     ) -> dict[TopicPartition, int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from agentstream.failures import ProviderTimeout
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.pricing import PriceTable, cost_of_answer
-from agentstream.llm.simulator import CallLog, LLMSimulator, SimulatorConfig
+from agentstream.llm.simulator.model import CallLog, LLMSimulator, SimulatorConfig
 from agentstream.llm.wire import (
     chat_body,
     error_for_status,

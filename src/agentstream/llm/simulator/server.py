@@ -15,9 +15,9 @@ Endpoints:
 * ``POST /v1/responses`` (also ``/responses``): the OpenAI Responses API, and ``POST
   /v1/messages``: the Anthropic Messages API (base URL :attr:`SimulatorServer.anthropic_url`).
   Both are translated to the engine's chat-completions form and back
-  (:mod:`agentstream.llm.sim_apis`).
+  (:mod:`agentstream.llm.simulator.apis`).
 * Every API streams when the body asks ``"stream": true``: server-sent events in the API's own
-  format (:mod:`agentstream.llm.sim_sse`), sent after the simulated latency.
+  format (:mod:`agentstream.llm.simulator.sse`), sent after the simulated latency.
 * ``GET /v1/models``: the simulated model.
 * ``GET /sim/stats``: counters (requests, answers by status, tokens, first and last times).
 * ``GET /health``.
@@ -44,8 +44,9 @@ from typing import Any
 
 from aiohttp import web
 
-from agentstream.llm import sim_apis, sim_sse
-from agentstream.llm.simulator import CallLog, LLMSimulator, SimulatedReply, SimulatorConfig
+from agentstream.llm.simulator import apis as sim_apis
+from agentstream.llm.simulator import sse as sim_sse
+from agentstream.llm.simulator.model import CallLog, LLMSimulator, SimulatedReply, SimulatorConfig
 
 __all__ = ["RecordedCall", "SimulatorServer", "validate_chat_body"]
 

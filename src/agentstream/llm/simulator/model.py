@@ -15,8 +15,8 @@ busy provider:
 * every call can be appended to a call log (a SQLite file) with its step key, so tests can count
   model calls from outside the worker process.
 
-This module is the engine; :mod:`agentstream.llm.sim_server` serves it over HTTP as an
-OpenAI-compatible endpoint and :mod:`agentstream.llm.simulated` calls it in-process.
+This module is the engine; :mod:`agentstream.llm.simulator.server` serves it over HTTP as an
+OpenAI-compatible endpoint and :mod:`agentstream.llm.simulator.provider` calls it in-process.
 """
 
 from __future__ import annotations
