@@ -25,8 +25,7 @@ import sqlite3
 from pydantic import BaseModel
 
 from agentstream import App, Context, WaitTimeout
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 
 THRESHOLD_CENTS = 100_00
 APPROVAL_TIMEOUT_S = 24 * 3600

@@ -18,8 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 import agentstream
-from agentstream.llm.sim_server import SimulatorServer
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatorConfig, SimulatorServer
 
 INSTRUCTIONS = "You handle refund requests. Look the order up, refund it when it is late."
 TICKETS = [

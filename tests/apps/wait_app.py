@@ -16,8 +16,7 @@ import os
 from pydantic import BaseModel
 
 from agentstream import App, Context, Retry, RuntimeConfig, WaitTimeout
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import SimulatorConfig
+from agentstream.llm.simulator import SimulatedProvider, SimulatorConfig
 from agentstream.middleware import CompletedInput, Middleware, ProcessOutcome
 from tests.chaos.world import World
 

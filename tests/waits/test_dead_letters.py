@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 from agentstream import App, Context, Retry
-from agentstream.llm.simulated import SimulatedProvider
-from agentstream.llm.simulator import CallLog, SimulatorConfig
+from agentstream.llm.simulator import CallLog, SimulatedProvider, SimulatorConfig
 from agentstream.testing import AppHarness
 from tests.ops.apps import cli_run, wait_for
 from tests.waits.apps import FAST
