@@ -24,6 +24,9 @@ IDENTITY_HEADERS: tuple[str, ...] = ("ce_id", "ce-id", "id")
 """Headers read for identity by default, in order (CloudEvents binary mode on Kafka, on HTTP,
 and the bare attribute name)."""
 
+IDENTITY_OVERRIDE_HEADER = "agentstream-identity"
+"""Set by ``agentstream dlq redrive`` so a re-published message keeps its original identity."""
+
 
 class TopicPartition(NamedTuple):
     """A partition of a topic (or, for queues, a topic with a single virtual partition)."""

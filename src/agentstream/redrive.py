@@ -24,10 +24,9 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentstream.event import OutgoingRecord
+from agentstream.event import IDENTITY_OVERRIDE_HEADER, OutgoingRecord
 from agentstream.journal.records import DeadLetterRecord, DeadLetterStatus, RedriveMode
 from agentstream.journal.store import Store
-from agentstream.runtime.intake import IDENTITY_OVERRIDE_HEADER
 
 
 @dataclass(frozen=True, slots=True)

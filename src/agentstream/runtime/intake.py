@@ -14,6 +14,7 @@ from typing import Any
 
 from agentstream.agent import AgentSpec
 from agentstream.event import (
+    IDENTITY_OVERRIDE_HEADER,
     Event,
     Message,
     derive_identity,
@@ -25,9 +26,6 @@ from agentstream.failures import PoisonError, SchemaInvalidPayload, UndecodableP
 from agentstream.formats.base import Decoded
 
 _UNDECODED = Decoded(None)
-
-IDENTITY_OVERRIDE_HEADER = "agentstream-identity"
-"""Set by ``agentstream dlq redrive`` so a re-published message keeps its original identity."""
 
 
 def interpret(spec: AgentSpec, message: Message) -> Event:
