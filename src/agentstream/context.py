@@ -384,7 +384,7 @@ class Context:
                 started_at=rec.started_at if rec is not None else self._clock(),
                 finished_at=self._clock(),
             )
-            await self._write(done)
+            await self._keep(done, None)  # the effect happened: its record must not be lost
         await self._after_step(seq, StepKind.EFFECT, name, replayed, started)
         return result if adapter is None else adapter.validate_python(result)  # type: ignore[no-any-return]
 

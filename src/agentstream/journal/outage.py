@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from agentstream.failures import TransientError
 
-__all__ = ["JournalOutage", "OutageLog", "is_journal_outage"]
+__all__ = ["JournalOutage", "OutageLog", "is_journal_outage", "quiet_pool_reconnects"]
 
 _SQLITE_OUTAGES = (
     "database or disk is full",
@@ -107,3 +107,25 @@ class OutageLog:
             self.failures,
         )
         self._since, self.failures = None, 0
+
+
+class _PoolReconnects(logging.Filter):
+    """Drops psycopg_pool's line per failed reconnect and per dropped connection.
+
+    During an outage the pool would log one every few hundred milliseconds; the journal's own
+    :class:`OutageLog` lines say the same once.
+    """
+
+    _NOISE = ("error connecting in", "discarding closed connection")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(n in message for n in self._NOISE)
+
+
+_POOL_FILTER = _PoolReconnects()
+
+
+def quiet_pool_reconnects() -> None:
+    """Keep psycopg_pool's per-attempt reconnect warnings out of the log (idempotent)."""
+    logging.getLogger("psycopg.pool").addFilter(_POOL_FILTER)

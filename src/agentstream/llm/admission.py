@@ -32,11 +32,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agentstream.failures import RateLimitedError
+from agentstream.journal.outage import OutageLog
 from agentstream.llm.aimd import AdaptiveConcurrency
 from agentstream.llm.base import RateLimitSnapshot, Usage
 from agentstream.llm.buckets import BucketSpec, BucketStore, LocalBuckets, Take
@@ -233,6 +234,7 @@ class AdmissionControl(Middleware):
         self._agent_models: dict[str, set[str]] = collections.defaultdict(set)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = AdmissionStats()
+        self._outage = OutageLog("rate-limit buckets (in the journal)", log)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -421,7 +423,13 @@ class AdmissionControl(Middleware):
                 if not takes:
                     return waited, takes
                 now = self._clock()
-                wait = await self._buckets.take(takes, now)
+                try:
+                    wait = await self._buckets.take(takes, now)
+                except Exception as exc:  # shared buckets unavailable: admit, do not fail
+                    self._outage.failed(exc)
+                    wait = 0.0
+                else:
+                    self._outage.ok()
                 note_blocked(now + wait if wait > 0 else 0.0)
                 if wait <= 0:
                     return waited, takes
@@ -430,6 +438,15 @@ class AdmissionControl(Middleware):
                 # Re-check at least every second: refunds from finished calls (and other
                 # processes) can make room before the computed wait is over.
                 await asyncio.sleep(min(wait, 1.0) + 0.001)
+
+    async def _quietly(self, update: Awaitable[None]) -> None:
+        """A bucket correction after a call; lost (logged once) while the journal is down."""
+        try:
+            await update
+        except Exception as exc:
+            self._outage.failed(exc)
+        else:
+            self._outage.ok()
 
     def _check_wait(self, started: float, wait: float) -> None:
         limit = self.retry.max_wait_s
@@ -470,7 +487,7 @@ class AdmissionControl(Middleware):
                 # reported a cost: the spend budget is charged after the fact.
                 gives.append(Take(self._spend_bucket(inp.agent, limit), -response.cost_usd))
             if gives:
-                await self._buckets.give(gives, now)
+                await self._quietly(self._buckets.give(gives, now))
             if response.rate_limits is not None:
                 await self._learn_headers(m, response.rate_limits, now)
         elif isinstance(error, RateLimitedError):
@@ -480,13 +497,13 @@ class AdmissionControl(Middleware):
             if permit.spend is not None:
                 refunds.append(permit.spend)
             if refunds:
-                await self._buckets.give(refunds, now)
+                await self._quietly(self._buckets.give(refunds, now))
             until = now + (
                 error.retry_after if error.retry_after is not None else self.retry.default_delay_s
             )
             m.cooldown_until = max(m.cooldown_until, until)
             for take in permit.takes:
-                await self._buckets.block(take.bucket, until, now)
+                await self._quietly(self._buckets.block(take.bucket, until, now))
             log.debug(
                 "model %s answered 429; calls wait %.2fs (concurrency limit now %.1f)",
                 m.name,
@@ -496,7 +513,7 @@ class AdmissionControl(Middleware):
         else:
             m.concurrency.release()
             if permit.spend is not None:
-                await self._buckets.give([permit.spend], now)
+                await self._quietly(self._buckets.give([permit.spend], now))
 
     async def _learn_headers(self, m: _Model, snap: RateLimitSnapshot, now: float) -> None:
         if self._learn and (
@@ -514,7 +531,7 @@ class AdmissionControl(Middleware):
             (self._token_bucket(m), snap.remaining_tokens),
         ):
             if bucket is not None and remaining is not None and remaining < bucket.capacity:
-                await self._buckets.cap(bucket, float(remaining), now)
+                await self._quietly(self._buckets.cap(bucket, float(remaining), now))
 
     # -- consumption gate ----------------------------------------------------------------------
 

@@ -29,10 +29,11 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, TypeVar
 
 from agentstream.failures import ProviderTimeout, ProviderUnavailable
+from agentstream.journal.outage import OutageLog
 from agentstream.llm.breaker_state import (
     BreakerPolicy,
     BreakerState,
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = ["CircuitBreaker", "GuardedCall", "endpoint_of", "is_outage"]
 
 log = logging.getLogger("agentstream.breaker")
+
+R = TypeVar("R")
 
 _OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     ProviderUnavailable,
@@ -200,6 +203,7 @@ class CircuitBreaker(Middleware):
         self._cache: dict[str, _Cached] = {}
         self._stack: MiddlewareStack | None = None
         self.waiting: dict[str, dict[object, float]] = collections.defaultdict(dict)
+        self._outage = OutageLog("model breaker state (in the journal)", log)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -240,7 +244,7 @@ class CircuitBreaker(Middleware):
         cached = self._cache.get(name)
         now = time.monotonic()
         if cached is None or now - cached.fetched > self.refresh_s:
-            state = (await self.store.read([name]))[name]
+            state = await self._read(name)
             self._note(name, state)
             cached = self._cache[name]
         state = cached.state
@@ -252,7 +256,7 @@ class CircuitBreaker(Middleware):
         if state.status == BreakerStatus.HALF_OPEN and now < state.probe_until:
             return state.probe_until - now
         policy, clock = self.policy, self._clock
-        wait, state = await self.store.update(name, lambda s: on_admit(s, policy, clock()))
+        wait, state = await self._update(name, lambda s: on_admit(s, policy, clock()))
         self._note(name, state)
         return wait
 
@@ -265,16 +269,41 @@ class CircuitBreaker(Middleware):
             and cached.state.failures == 0
         ):
             return
-        _, state = await self.store.update(name, on_success)
+        _, state = await self._update(name, on_success)
         self._note(name, state)
 
     async def failed(self, name: str, error: BaseException) -> BreakerState:
         """A provider failure: count it (it may open the breaker); return the new state."""
         policy, clock = self.policy, self._clock
         reason = f"{type(error).__name__}: {error}"
-        _, state = await self.store.update(name, lambda s: on_failure(s, policy, clock(), reason))
+        _, state = await self._update(name, lambda s: on_failure(s, policy, clock(), reason))
         self._note(name, state)
         return state
+
+    async def _read(self, name: str) -> BreakerState:
+        """The shared state, or this process's view while the journal is unavailable."""
+        try:
+            state = (await self.store.read([name]))[name]
+        except Exception as exc:  # the breaker must never fail a call because of its storage
+            self._outage.failed(exc)
+            cached = self._cache.get(name)
+            return replace(cached.state) if cached is not None else BreakerState()
+        self._outage.ok()
+        return state
+
+    async def _update(
+        self, name: str, change: Callable[[BreakerState], R]
+    ) -> tuple[R, BreakerState]:
+        """Change the shared state; while the journal is unavailable, this process's view."""
+        try:
+            result = await self.store.update(name, change)
+        except Exception as exc:
+            self._outage.failed(exc)
+            cached = self._cache.get(name)
+            state = replace(cached.state) if cached is not None else BreakerState()
+            return change(state), state
+        self._outage.ok()
+        return result
 
     def _note(self, name: str, state: BreakerState) -> None:
         before = self._cache.get(name)

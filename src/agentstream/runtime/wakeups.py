@@ -23,6 +23,7 @@ import time
 from agentstream.agent import AgentSpec
 from agentstream.config import RuntimeConfig
 from agentstream.event import Event, TopicPartition
+from agentstream.journal.outage import OutageLog, is_journal_outage
 from agentstream.journal.waits import WaitJournal
 from agentstream.runtime.intake import interpret
 from agentstream.runtime.scheduler import KeyedScheduler
@@ -74,6 +75,7 @@ class WakeUps:
     async def run(self) -> None:
         """Resume due events until cancelled (and count the waiting ones now and then)."""
         next_count = 0.0
+        outage = OutageLog(f"agent {self.spec.name}: resuming waiting events", log)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), self.config.wake_poll_s)
@@ -83,8 +85,13 @@ class WakeUps:
                 if time.monotonic() >= next_count:
                     next_count = time.monotonic() + self.config.lag_interval_s
                     self.waiting = await self.store.waiting_count(self.spec.name)
-            except Exception:
-                log.exception("agent %s: resuming waiting events failed", self.spec.name)
+            except Exception as exc:
+                if is_journal_outage(exc):
+                    outage.failed(exc)
+                else:
+                    log.exception("agent %s: resuming waiting events failed", self.spec.name)
+            else:
+                outage.ok()
 
     async def resume_due(self) -> int:
         """Queue due waiting events this worker has room for; return how many."""

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from agentstream.agent import AgentSpec, Ordering
 from agentstream.config import RuntimeConfig
 from agentstream.event import WEAK_IDENTITY_SOURCES, Event, TopicPartition
-from agentstream.journal.outage import OutageLog
+from agentstream.journal.outage import OutageLog, is_journal_outage
 from agentstream.journal.store import Store
 from agentstream.journal.waits import WaitJournal
 from agentstream.llm.base import LLMProvider
@@ -363,12 +363,18 @@ class AgentWorker:
             self.paused = False
 
     async def _unpark_loop(self) -> None:
+        unpark_outage = OutageLog(f"agent {self.spec.name}: resuming parked events", log)
         while True:
             await asyncio.sleep(self.config.park_sweep_s)
             try:
                 await self.unpark_released()
-            except Exception:
-                log.exception("agent %s: resuming parked events failed", self.spec.name)
+            except Exception as exc:
+                if is_journal_outage(exc):
+                    unpark_outage.failed(exc)
+                else:
+                    log.exception("agent %s: resuming parked events failed", self.spec.name)
+            else:
+                unpark_outage.ok()
 
     async def unpark_released(self) -> int:
         """Queue parked events of released keys on partitions this worker owns; return how many."""

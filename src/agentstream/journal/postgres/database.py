@@ -22,7 +22,7 @@ import psycopg_pool
 from psycopg import errors
 
 from agentstream.failures import ConfigurationError, TransientError
-from agentstream.journal.outage import JournalOutage
+from agentstream.journal.outage import JournalOutage, quiet_pool_reconnects
 from agentstream.journal.postgres.schema import migrate, quote_ident
 
 __all__ = ["Conn", "JournalUnavailable", "PostgresDatabase", "parse_postgres_url"]
@@ -121,6 +121,7 @@ class PostgresDatabase:
                     open=False,
                     name=f"agentstream-journal-{self.schema}",
                 )
+                quiet_pool_reconnects()
                 try:
                     await pool.open(wait=True, timeout=self._timeout_s)
                     async with pool.connection(timeout=self._timeout_s) as conn:
