@@ -113,15 +113,18 @@ async def _status(
         )
         return
     table = Table(title=f"journal {store_url}")
+    # the waiting column appears only when some event waits, so the table of a journal without
+    # waits reads (and parses) as it always has
+    show_waiting = any(c.get("waiting", 0) for c in counts.values())
     columns = (
         "agent",
         "completed",
         "in flight",
-        "waiting",
         "pending retry",
         "dead",
         "open DLQ",
         "parked",
+        *(("waiting",) if show_waiting else ()),
     )
     for col in columns:
         table.add_column(col, justify="right" if col != "agent" else "left")
@@ -130,11 +133,11 @@ async def _status(
             agent,
             str(c["completed"]),
             str(c["claimed"]),
-            str(c.get("waiting", 0)),
             str(c["pending"]),
             str(c["dead"]),
             str(c.get("dead_letters_open", c["dead_letters"])),
             str(c.get("parked", 0)),
+            *((str(c.get("waiting", 0)),) if show_waiting else ()),
         )
     console.print(table)
     age = f", the oldest written {time.time() - oldest:.0f}s ago" if oldest is not None else ""

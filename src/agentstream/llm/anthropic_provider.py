@@ -27,9 +27,7 @@ import datetime
 import json
 import re
 import time
-from typing import Any
-
-import anthropic
+from typing import TYPE_CHECKING, Any
 
 from agentstream.failures import (
     ContextOverflowError,
@@ -41,6 +39,10 @@ from agentstream.llm.base import LLMRequest, LLMResponse, RateLimitSnapshot, Too
 from agentstream.llm.openai_provider import IDEMPOTENCY_HEADER, idempotency_key
 from agentstream.llm.pricing import PriceTable, cost_of_answer
 from agentstream.llm.wire import parse_retry_after
+
+if TYPE_CHECKING:
+    import anthropic  # the SDK is imported when a provider is made: it takes a second
+
 
 __all__ = ["AnthropicProvider", "from_messages_response", "to_messages_request"]
 
@@ -329,6 +331,8 @@ class AnthropicProvider:
         name: str = "anthropic",
         idempotency_header: str | None = IDEMPOTENCY_HEADER,
     ) -> None:
+        import anthropic
+
         self.name = name
         self._client = client or anthropic.AsyncAnthropic(
             base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout_s
@@ -349,6 +353,8 @@ class AnthropicProvider:
             if self._idempotency_header
             else None
         )
+        import anthropic
+
         started = time.monotonic()
         try:
             raw = await self._client.messages.with_raw_response.create(

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from agentstream.failures import ProviderTimeout, ProviderUnavailable
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.pricing import PriceTable, cost_of_answer
 from agentstream.llm.wire import error_for_status, rate_limit_snapshot, response_from_chat
+
+if TYPE_CHECKING:
+    import openai  # the SDK is imported when a provider is made: it takes a second
+
 
 __all__ = ["IDEMPOTENCY_HEADER", "OpenAIProvider", "idempotency_key"]
 
@@ -83,6 +85,8 @@ class OpenAIProvider:
         default_headers: dict[str, str] | None = None,
         idempotency_header: str | None = IDEMPOTENCY_HEADER,
     ) -> None:
+        import openai
+
         self.name = name
         self._client = client or openai.AsyncOpenAI(
             base_url=base_url,
@@ -121,6 +125,8 @@ class OpenAIProvider:
             if self._idempotency_header
             else None
         )
+        import openai
+
         started = time.monotonic()
         try:
             raw = await self._client.chat.completions.with_raw_response.create(
