@@ -114,3 +114,17 @@ async def test_an_output_topic_that_may_not_be_created_is_refused_at_start_up(
     with pytest.raises(ConfigurationError, match=r"output='outcheck-nowhere'.*does not exist"):
         async with AppHarness(app):
             pass
+
+
+def test_the_embedded_defaults_work_with_no_extra_installed(tmp_path):
+    # Given a machine where none of the optional extras is installed
+    hidden = ("confluent_kafka", "psycopg", "psycopg_pool", "aiobotocore", "botocore")
+    hidden += ("anthropic", "prometheus_client", "opentelemetry")
+    target = write_app(tmp_path, "bare", NO_PROVIDER.replace("noprov", "bare"))
+    assert target
+    (tmp_path / "tickets.jsonl").write_text('{"text": "hi"}\n')
+    # When the user produces to the embedded log
+    out = run_cli("produce", "tickets", "tickets.jsonl", cwd=tmp_path, hide=hidden)
+    # Then agentstream imports and works (the observability names load only when used)
+    assert out.code == 0, out.stderr[-3000:]
+    assert "produced 1 record(s)" in out.stdout

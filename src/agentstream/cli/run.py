@@ -66,9 +66,11 @@ def run(
             raise typer.BadParameter("--metrics-port serves one process; use --workers 1")
         passed_on = [f"--progress={progress:g}", "--log-json" * log_json, "--trace" * trace]
         raise typer.Exit(_supervise(target, agent or [], workers, log_level, passed_on))
-    if metrics_port is not None or log_json or trace:
-        flags = [("--metrics-port", metrics_port is not None), ("--trace", trace)]
-        require("agentstream.observability", next((f for f, on in flags if on), "--log-json"))
+    if metrics_port is not None:
+        require("agentstream.observability.metrics", "--metrics-port")
+    if trace:
+        require("agentstream.observability.tracing", "--trace")
+        require("agentstream.observability.otel_sdk", "--trace")
     if log_json:
         from agentstream.observability import configure_json_logging
 

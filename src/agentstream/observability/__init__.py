@@ -6,16 +6,40 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from agentstream.app import App
-from agentstream.observability.genai_metrics import GenAIMetricsMiddleware
-from agentstream.observability.logs import (
-    EventLogMiddleware,
-    JsonFormatter,
-    configure_json_logging,
-    current_event,
-)
-from agentstream.observability.metrics import PrometheusMiddleware
-from agentstream.observability.tracing import TracingMiddleware
+
+if TYPE_CHECKING:
+    from agentstream.observability.genai_metrics import GenAIMetricsMiddleware
+    from agentstream.observability.logs import (
+        EventLogMiddleware,
+        JsonFormatter,
+        configure_json_logging,
+        current_event,
+    )
+    from agentstream.observability.metrics import PrometheusMiddleware
+    from agentstream.observability.tracing import TracingMiddleware
+
+# Each name is imported on first use: prometheus_client and opentelemetry come with the
+# 'observability' extra, and ``import agentstream`` must work without it.
+_LAZY = {
+    "GenAIMetricsMiddleware": "agentstream.observability.genai_metrics",
+    "EventLogMiddleware": "agentstream.observability.logs",
+    "JsonFormatter": "agentstream.observability.logs",
+    "configure_json_logging": "agentstream.observability.logs",
+    "current_event": "agentstream.observability.logs",
+    "PrometheusMiddleware": "agentstream.observability.metrics",
+    "TracingMiddleware": "agentstream.observability.tracing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)
 
 
 def observe(
@@ -36,13 +60,20 @@ def observe(
             with :func:`~agentstream.observability.otel_sdk.configure_from_env`).
         event_logs: Put the event identity on every log line of a delivery.
     """
+    from agentstream.observability.logs import EventLogMiddleware
+
     if event_logs:
         app.middleware.add(EventLogMiddleware())
     if tracing:
+        from agentstream.observability.genai_metrics import GenAIMetricsMiddleware
+        from agentstream.observability.tracing import TracingMiddleware
+
         app.middleware.add(TracingMiddleware())
         app.middleware.add(GenAIMetricsMiddleware())
     if metrics_port is None:
         return None
+    from agentstream.observability.metrics import PrometheusMiddleware
+
     metrics = PrometheusMiddleware(port=metrics_port, host=metrics_host)
     app.middleware.add(metrics)
     return metrics

@@ -20,7 +20,10 @@ import logging
 import sys
 from typing import Any
 
-from opentelemetry import trace
+try:  # trace ids on log lines when OpenTelemetry is installed; JSON logs work without it
+    from opentelemetry import trace
+except ImportError:  # pragma: no cover - exercised by the CLI's hidden-extra tests
+    trace = None  # type: ignore[assignment]
 
 from agentstream.middleware import Middleware, ProcessInput, ProcessOutcome
 
@@ -70,8 +73,8 @@ class JsonFormatter(logging.Formatter):
         event = current_event.get()
         if event:
             out.update(event)
-        span = trace.get_current_span().get_span_context()
-        if span.is_valid:
+        span = trace.get_current_span().get_span_context() if trace is not None else None
+        if span is not None and span.is_valid:
             out["trace_id"] = format(span.trace_id, "032x")
             out["span_id"] = format(span.span_id, "016x")
         if record.exc_info:
