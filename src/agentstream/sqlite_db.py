@@ -54,6 +54,21 @@ def _resolve_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | N
             fut.set_result(value)
 
 
+def _create_private(path: str) -> None:
+    """Create the file readable by its owner only, if it does not exist yet.
+
+    Journals hold payloads and transcripts (SQLite gives the -wal and -shm files the database
+    file's permissions). An existing file is never opened here: SQLite's locks are POSIX
+    record locks, and closing any descriptor of the file would release every lock this
+    process's other connections hold on it, letting another process checkpoint and delete the
+    write-ahead log under them (a corrupt journal).
+    """
+    if os.path.exists(path):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 class SqliteDatabase:
     """A SQLite database file with a dedicated I/O thread and group commit.
 
@@ -86,9 +101,7 @@ class SqliteDatabase:
         """Open a configured connection (used by the I/O thread and by synchronous tools)."""
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            # Journals hold payloads and transcripts: a new file is readable by its owner only
-            # (SQLite gives the -wal and -shm files the database file's permissions).
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            _create_private(self.path)
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
         )
