@@ -89,5 +89,6 @@ def test_a_stop_signal_while_the_app_is_still_loading_exits_0_at_once(tmp_path):
 
 def test_httpx_request_lines_are_off_unless_debug():
     setup_logging("INFO")
-    assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+    for name in ("httpx", "httpcore", "httpx2", "httpcore2"):
+        assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING, name
     setup_logging("DEBUG")

@@ -90,7 +90,11 @@ def setup_logging(level: str, label: str = "") -> None:
 
 
 def quiet_http_clients(level: str) -> None:
-    """Httpx and httpcore log every request at INFO; keep them to WARNING unless DEBUG."""
+    """Httpx and httpcore log every request at INFO; keep them to WARNING unless DEBUG.
+
+    The OpenAI and Anthropic SDKs use httpx, or from their 2026 releases its successor httpx2
+    (loggers ``httpx2`` and ``httpcore2``).
+    """
     if level.upper() != "DEBUG":
-        for name in ("httpx", "httpcore"):
+        for name in ("httpx", "httpcore", "httpx2", "httpcore2"):
             logging.getLogger(name).setLevel(logging.WARNING)
