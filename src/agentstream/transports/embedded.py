@@ -132,6 +132,7 @@ class EmbeddedTransport:
         self._paused = False
         self._tracker = OffsetTracker()
         self._next_heartbeat = 0.0
+        self._last_heartbeat = 0.0  # wall clock of the last heartbeat written
         self._rotate = 0
         self._round_robin = 0
 
@@ -216,10 +217,15 @@ class EmbeddedTransport:
     async def _heartbeat(self) -> None:
         group, topics, me = self._group, self._topics, self.member_id
         assert group is not None
-        now = time.time()
-        timeout = self.session_timeout_s
+        timeout, last_ok = self.session_timeout_s, self._last_heartbeat
+        beat = time.time()
 
         def op(conn: sqlite3.Connection) -> tuple[list[str], list[TopicPartition]]:
+            now = time.time()
+            # A member drops its peers only for a silence longer than its own: when the file
+            # could not be written (a full disk, a stall) every member's heartbeat failed
+            # alike, and the first one back must not evict the others for it.
+            own_silence = max(0.0, now - last_ok - self.heartbeat_s) if last_ok else 0.0
             conn.execute(
                 "INSERT INTO log_group_members (group_id, member_id, topics, heartbeat) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (group_id, member_id) DO UPDATE SET "
@@ -228,7 +234,7 @@ class EmbeddedTransport:
             )
             conn.execute(
                 "DELETE FROM log_group_members WHERE group_id = ? AND heartbeat < ?",
-                (group, now - timeout),
+                (group, now - timeout - own_silence),
             )
             members = [
                 r[0]
@@ -248,6 +254,7 @@ class EmbeddedTransport:
             return members, parts
 
         members, parts = await self.db.write(op)
+        self._last_heartbeat = beat
         self._next_heartbeat = time.monotonic() + self.heartbeat_s
         rank = members.index(me) if me in members else 0
         mine = [tp for i, tp in enumerate(parts) if i % max(1, len(members)) == rank]
