@@ -34,6 +34,7 @@ from agentstream.failures import (
     UndecodablePayload,
 )
 from agentstream.integrations.tools import effect, idempotency_key, step
+from agentstream.journal.signals import SignalError, SignalForUnknownEvent, SignalRejected
 from agentstream.journal.waits import SignalReceipt, SignalStatus
 from agentstream.llm import (
     AdmissionControl,
@@ -52,7 +53,6 @@ from agentstream.llm import (
 )
 from agentstream.middleware import Middleware
 from agentstream.observability import observe
-from agentstream.signals import SignalError, SignalForUnknownEvent, SignalRejected
 from agentstream.testing import AppHarness
 from agentstream.waits import WaitTimeout
 

@@ -26,6 +26,7 @@ from agentstream.event import IdentitySpec
 from agentstream.failures import ConfigurationError, Retry
 from agentstream.formats.base import Decoder, Encoder, bind_to_broker
 from agentstream.formats.cloud_events import CloudEventsDecoder
+from agentstream.journal.signals import send_signal
 from agentstream.journal.store import Store
 from agentstream.journal.waits import SignalReceipt, WaitJournal
 from agentstream.llm.admission import AdmissionControl
@@ -36,7 +37,6 @@ from agentstream.middleware import Middleware, MiddlewareStack
 from agentstream.runtime.publish_watch import PublishStalled, PublishWatch, exit_anyway
 from agentstream.runtime.relay import OutboxRelay
 from agentstream.runtime.worker import AgentWorker
-from agentstream.signals import send_signal
 from agentstream.startup import check_destinations, check_provider, warn_about_shared_journal
 
 log = logging.getLogger("agentstream.app")
@@ -263,10 +263,11 @@ class App:
         signal_id: str | None = None,
         unknown_ok: bool = False,
     ) -> SignalReceipt:
-        """Send the signal ``name`` to an event of ``agent`` (see :mod:`agentstream.signals`).
+        """Send the signal ``name`` to an event of ``agent``.
 
-        Applied once per ``signal_id`` (default: from the name and data); an event waiting for
-        it resumes on whichever worker is alive (at once when this process runs the agent).
+        Sent through :func:`agentstream.journal.signals.send_signal`: applied once per
+        ``signal_id`` (default: from the name and data); an event waiting for it resumes on
+        whichever worker is alive (at once when this process runs the agent).
 
         Raises:
             SignalRejected: The event is completed or dead-lettered (the signal is recorded).

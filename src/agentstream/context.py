@@ -53,6 +53,7 @@ from agentstream.failures import (
 from agentstream.journal.blobs import compact_request
 from agentstream.journal.outage import OutageLog, is_journal_outage
 from agentstream.journal.records import StepKind, StepRecord, StepStatus
+from agentstream.journal.signals import send_signal
 from agentstream.journal.waits import SignalReceipt, WaitJournal
 from agentstream.llm.base import LLMRequest, LLMResponse
 from agentstream.llm.breaker import CircuitBreaker
@@ -69,7 +70,6 @@ from agentstream.middleware import (
     StepOutput,
 )
 from agentstream.outputs import Emitted, build_outputs
-from agentstream.signals import send_signal
 from agentstream.steps import STEP_KEY, StepIndex
 from agentstream.usercode import UserCode, is_async_callable
 
@@ -77,7 +77,6 @@ if TYPE_CHECKING:
     from agentstream.journal.store import EventJournal
     from agentstream.llm.admission import RateLimitRetry
     from agentstream.llm.base import LLMProvider
-    from agentstream.runtime.leases import Lease
 
 _log = logging.getLogger("agentstream.context")
 
@@ -88,6 +87,21 @@ DEFAULT_EFFECT_TIMEOUT_S = 30.0
 
 _LEASE_SLACK_S = 1.0
 """Lease kept beyond an effect's deadline, so the deadline passes before the claim can move."""
+
+
+class ClaimLease(Protocol):
+    """The claim's lease as the handler's steps see it (the worker's lease keeper renews it)."""
+
+    until: float
+    """Wall-clock end of the lease the journal last confirmed."""
+
+    def check(self) -> None:
+        """Raise ``LeaseLostError`` if no new journaled step may start under this lease."""
+        ...
+
+    async def bound(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Await ``call()``, cancelled if the lease is lost or runs out before it returns."""
+        ...
 
 
 class RecordedAnswers(Protocol):
@@ -142,7 +156,7 @@ class Context:
         clock: Callable[[], float] = time.time,
         answers: RecordedAnswers | None = None,
         rate_limit_retry: RateLimitRetry | None = None,
-        lease: Lease | None = None,
+        lease: ClaimLease | None = None,
         user_code: UserCode | None = None,
         journal_outage: OutageLog | None = None,
     ) -> None:

@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agentstream.outcomes import DeliveryOutcome
+
 if TYPE_CHECKING:
     from agentstream.event import Event, Headers, TopicPartition
-    from agentstream.llm.base import LLMRequest, LLMResponse
-    from agentstream.runtime.publish_watch import OutboxInput
+    from agentstream.llm_types import LLMRequest, LLMResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +45,8 @@ class ProcessOutcome:
     """How one delivery of an event ended.
 
     Attributes:
-        outcome: ``completed``, ``duplicate`` (already completed), ``dead`` (already dead),
-            ``dead_lettered``, ``stale``, ``retry``, ``busy``, ``fenced`` (a journal write
-            was rejected: the claim had moved on) or ``lease_lost`` (the claim was taken over
-            or ran out, and the handler stopped before its next step).
+        outcome: How it ended (:class:`~agentstream.outcomes.DeliveryOutcome`, a string:
+            ``completed``, ``duplicate``, ``dead_lettered``, ``fenced``, ``lease_lost``...).
         failure_class: Failure class when the delivery failed.
         duration_s: Wall time of the delivery.
         llm_calls: Model calls made during this delivery.
@@ -56,7 +55,7 @@ class ProcessOutcome:
 
     agent: str
     event: Event
-    outcome: str
+    outcome: DeliveryOutcome
     failure_class: str | None = None
     error: BaseException | None = None
     duration_s: float = 0.0
@@ -257,6 +256,25 @@ class OutputsInput:
     agent: str
     event: Event
     outputs: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxInput:
+    """The outbox as the relay last saw it (the ``on_outbox`` middleware hook).
+
+    Attributes:
+        pending: Unpublished rows.
+        oldest_age_s: Age of the oldest unpublished row (0 when none).
+        stalled_s: How long rows have waited with nothing published (0 when publishing).
+        healthy: False once stalled for ``publish_unhealthy_s``.
+        journal_ok: Whether the journal answered the last backlog read.
+    """
+
+    pending: int
+    oldest_age_s: float
+    stalled_s: float
+    healthy: bool
+    journal_ok: bool = True
 
 
 class Middleware:

@@ -9,7 +9,8 @@ again; the steps before the wait replay from the journal, and the wait returns t
 signal (or times out) as every later replay will.
 
 Signals are sent with ``agentstream signal``, :meth:`agentstream.App.signal` or a signal
-source (:func:`agentstream.signals.signal_source`); each is applied once per signal id.
+source (:func:`agentstream.signals.signal_source`), all through
+:func:`agentstream.journal.signals.send_signal`; each is applied once per signal id.
 
 Waits in one event happen one at a time (a handler that awaits two waits concurrently
 suspends at the first one it reaches).
@@ -17,14 +18,12 @@ suspends at the first one it reaches).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import pydantic
 
-from agentstream.codec import fingerprint, to_jsonable
+from agentstream.codec import fingerprint
 from agentstream.failures import AgentStreamError, StepNotRecorded
 from agentstream.journal.records import StepKind, StepRecord, StepStatus
 from agentstream.journal.waits import WAIT_SIGNAL, WAIT_TIMER, Wait, WaitJournal
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["Suspended", "WaitTimeout", "signal_id_of", "sleep", "wait_for"]
+__all__ = ["Suspended", "WaitTimeout", "sleep", "wait_for"]
 
 MISSING: Any = object()
 """No default: a timed-out ``wait_for`` raises :class:`WaitTimeout`."""
@@ -65,12 +64,6 @@ class Suspended(BaseException):
         super().__init__(f"waiting for {wait.kind} {wait.name!r}")
         self.wait = wait
         self.step = step
-
-
-def signal_id_of(name: str, data: Any) -> str:
-    """The id of a signal sent without one: its name and data (so a resend counts once)."""
-    body = json.dumps([name, to_jsonable(data)], sort_keys=True, separators=(",", ":"))
-    return "sig-" + hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
 def _journal(ctx: Context) -> WaitJournal:

@@ -31,9 +31,9 @@ from typing import Any
 from agentstream.backends import Backends
 from agentstream.event import OutgoingRecord
 from agentstream.journal import EventState, StepKind
+from agentstream.journal.signals import send_signal
 from agentstream.journal.waits import WaitJournal
 from agentstream.llm.simulator import CallLog
-from agentstream.signals import send_signal
 from agentstream.transports.lag import GroupInspector
 from tests.chaos.harness import REPO, ChaosPlan, Workers
 from tests.chaos.world import read_world

@@ -19,8 +19,8 @@ from rich.table import Table
 from agentstream.backends import Backends
 from agentstream.cli._app import cli, console, fail, load_app, run_async
 from agentstream.cli._inspect import JsonOption, dumps, fmt_time, open_store
+from agentstream.journal.signals import SignalError, send_signal
 from agentstream.journal.waits import NEVER, SignalRecord, WaitingEvent, WaitJournal
-from agentstream.signals import SignalError, send_signal
 
 __all__ = ["signal", "signals_lines", "waiting_json", "waiting_table"]
 

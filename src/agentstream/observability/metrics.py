@@ -67,6 +67,7 @@ from agentstream.middleware import (
     LoopStallInput,
     Middleware,
     NonDeterminismInput,
+    OutboxInput,
     PollInput,
     ProcessOutcome,
     RateLimitWaitInput,
@@ -77,7 +78,6 @@ from agentstream.middleware import (
     WorkerInput,
 )
 from agentstream.observability.health import HealthState, health_wsgi_app
-from agentstream.runtime.publish_watch import OutboxInput
 
 ALL_AGENTS = "*"
 """The ``agent`` label of series that belong to the whole process: the outbox relay serves

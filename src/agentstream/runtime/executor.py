@@ -17,14 +17,9 @@
    Anything else: one transaction marks the event dead, stores the envelope and queues the DLQ
    record.
 
-Two outcomes end a delivery whose claim moved on, and they are told apart in logs and metrics:
-
-- ``fenced``: a journal write carrying this claim's epoch was rejected (the journal had
-  already granted the event to a newer epoch);
-- ``lease_lost``: the lease keeper found the claim gone, or could not renew it before it ran
-  out, and the handler stopped before its next journaled step; nothing was rejected.
-
-Either way nothing of this delivery stands; the next claim (by whichever worker) tells.
+Two outcomes end a delivery whose claim moved on, and they are told apart in logs and metrics
+(``fenced`` and ``lease_lost``, see :mod:`agentstream.outcomes`). Either way nothing of this
+delivery stands; the next claim (by whichever worker) tells.
 """
 
 from __future__ import annotations
@@ -35,7 +30,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentstream.agent import AgentSpec, Ordering
@@ -77,6 +71,7 @@ from agentstream.middleware import (
     RetryInput,
     WaitInput,
 )
+from agentstream.outcomes import DeliveryOutcome, Done, Outcome, RetryLater
 from agentstream.runtime.batcher import JournalBatcher
 from agentstream.runtime.leases import LeaseBook
 from agentstream.usercode import UserCode
@@ -89,24 +84,6 @@ log = logging.getLogger("agentstream.executor")
 
 BUSY_RECHECK_S = 1.0
 """Longest wait before asking again about an event another worker holds."""
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    """The delivery is finished; acknowledge it."""
-
-    outcome: str
-
-
-@dataclass(frozen=True, slots=True)
-class RetryLater:
-    """Process the same event again after ``delay_s``; later events of its key wait."""
-
-    delay_s: float
-    outcome: str = "retry"
-
-
-Outcome = Done | RetryLater
 
 
 class Executor:
@@ -182,7 +159,7 @@ class Executor:
                 and not event.woken
                 and await self._held(event)
             ):
-                outcome: Outcome = Done("parked")
+                outcome: Outcome = Done(DeliveryOutcome.PARKED)
             else:
                 outcome, ctx, failure_class, error = await self._claim_and_run(event)
                 if event.parked_id is not None and isinstance(outcome, Done):
@@ -200,7 +177,7 @@ class Executor:
                 log.exception(
                     "agent %s: journal error on %s; will retry", self.spec.name, event.identity
                 )
-            outcome, error = RetryLater(1.0, "error"), exc
+            outcome, error = RetryLater(1.0, DeliveryOutcome.ERROR), exc
         else:
             self.journal_outage.ok()
         if self.mw.wants(Middleware.after_process):
@@ -225,7 +202,7 @@ class Executor:
             event.identity,
             exc,
         )
-        return RetryLater(0.05, "fenced")
+        return RetryLater(0.05, DeliveryOutcome.FENCED)
 
     def _lease_lost(self, event: Event, exc: LeaseLostError) -> Outcome:
         log.warning(
@@ -234,7 +211,7 @@ class Executor:
             event.identity,
             exc,
         )
-        return RetryLater(0.05, "lease_lost")
+        return RetryLater(0.05, DeliveryOutcome.LEASE_LOST)
 
     async def _held(self, event: Event) -> bool:
         """Strict ordering: whether the event must wait behind its key's dead letter or wait."""
@@ -269,16 +246,16 @@ class Executor:
             ),
         )
         if claim.status == ClaimStatus.COMPLETED:
-            outcome: Outcome = Done("duplicate")
+            outcome: Outcome = Done(DeliveryOutcome.DUPLICATE)
         elif claim.status == ClaimStatus.DEAD:
-            outcome = Done("dead")
+            outcome = Done(DeliveryOutcome.DEAD)
         elif claim.status == ClaimStatus.WAITING:
-            outcome = Done("waiting")
+            outcome = Done(DeliveryOutcome.WAITING)
         elif claim.status == ClaimStatus.BUSY:
             # A live holder usually finishes long before its lease ends: look again soon,
             # but never later than the lease (or the retry backoff) ends.
             remaining = claim.lease_until - self._clock()
-            outcome = RetryLater(max(0.05, min(remaining, BUSY_RECHECK_S)), "busy")
+            outcome = RetryLater(max(0.05, min(remaining, BUSY_RECHECK_S)), DeliveryOutcome.BUSY)
         else:
             outcome, ctx, failure_class, error = await self._run_claimed(event, claim)
         return outcome, ctx, failure_class, error
@@ -293,7 +270,7 @@ class Executor:
             if event.decode_error is not None:
                 cls = classify(event.decode_error)
                 await self._dead_letter(event, claim, str(cls), event.decode_error, None)
-                return Done("dead_lettered"), None, str(cls), event.decode_error
+                return Done(DeliveryOutcome.DEAD_LETTERED), None, str(cls), event.decode_error
             message = event.message
             if claim.attempts > spec.retry.attempts or message.final_delivery:
                 failures = await self.store.failures(spec.name, identity)
@@ -311,7 +288,7 @@ class Executor:
                     )
                 cls = FailureClass.ATTEMPTS_EXHAUSTED
                 await self._dead_letter(event, claim, str(cls), reason, None, failures=failures)
-                return Done("dead_lettered"), None, str(cls), reason
+                return Done(DeliveryOutcome.DEAD_LETTERED), None, str(cls), reason
             if spec.version is not None and event.version is not None:
                 applied = await self.store.applied_version(spec.name, event.key)
                 if applied is not None and event.version <= applied:
@@ -324,7 +301,7 @@ class Executor:
                             result={"stale_version": event.version, "applied_version": applied},
                         ),
                     )
-                    return Done("stale"), None, None, None
+                    return Done(DeliveryOutcome.STALE), None, None, None
             ctx = Context(
                 spec=spec,
                 event=event,
@@ -346,7 +323,7 @@ class Executor:
                     result = await spec.handler(ctx, event.payload)
             except Suspended as suspended:
                 await self._suspend(event, epoch, suspended)
-                return Done("waiting"), ctx, None, None
+                return Done(DeliveryOutcome.WAITING), ctx, None, None
             except FencedError as exc:
                 return self._fenced(event, exc), ctx, None, None
             except LeaseLostError as exc:
@@ -386,7 +363,7 @@ class Executor:
                 self._on_outputs()
             if self.mw.wants(Middleware.after_complete):
                 await self.mw.after_complete(CompletedInput(spec.name, event, len(outputs), result))
-            return Done("completed"), ctx, None, None
+            return Done(DeliveryOutcome.COMPLETED), ctx, None, None
         except asyncio.CancelledError:
             if not lease.lost:
                 await self._release_quietly(identity, epoch)
@@ -442,7 +419,7 @@ class Executor:
             return RetryLater(delay), str(cls)
         final = FailureClass.ATTEMPTS_EXHAUSTED if cls == FailureClass.TRANSIENT else cls
         await self._dead_letter(event, claim, str(final), exc, ctx)
-        return Done("dead_lettered"), str(final)
+        return Done(DeliveryOutcome.DEAD_LETTERED), str(final)
 
     async def _note_mismatches(self, ctx: Context, epoch: int) -> None:
         for m in ctx.mismatches:

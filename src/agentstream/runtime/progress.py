@@ -13,9 +13,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from agentstream.middleware import Middleware, ProcessOutcome
+from agentstream.outcomes import DeliveryOutcome
 from agentstream.runtime.worker import AgentWorker
 
-DONE = frozenset({"completed", "stale"})
+DONE = frozenset({DeliveryOutcome.COMPLETED, DeliveryOutcome.STALE})
 
 
 class Progress(Middleware):
@@ -49,10 +50,17 @@ class Progress(Middleware):
         self._seen = self.outcomes.total()
         rate = (self.done - done_then) / max(now - then, 1e-9)
         in_flight = sum(w.scheduler.buffered for w in workers)
+        dead, retrying, duplicates = (
+            self.outcomes[o]
+            for o in (
+                DeliveryOutcome.DEAD_LETTERED,
+                DeliveryOutcome.RETRY,
+                DeliveryOutcome.DUPLICATE,
+            )
+        )
         return (
             f"{self.done} done ({rate:.1f}/s), {in_flight} in flight, "
-            f"{self.outcomes['dead_lettered']} dead, {self.outcomes['retry']} retrying, "
-            f"{self.outcomes['duplicate']} duplicates skipped"
+            f"{dead} dead, {retrying} retrying, {duplicates} duplicates skipped"
         )
 
     def changed_since_last_line(self, workers: Sequence[AgentWorker]) -> bool:

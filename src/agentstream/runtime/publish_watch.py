@@ -19,36 +19,17 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from agentstream.failures import AgentStreamError
+from agentstream.middleware import OutboxInput
 
-__all__ = ["OutboxInput", "PublishStalled", "PublishWatch", "exit_anyway"]
+__all__ = ["PublishStalled", "PublishWatch", "exit_anyway"]
 
 log = logging.getLogger("agentstream.relay")
 
 
 class PublishStalled(AgentStreamError):
     """Outputs have waited and none could be published for longer than allowed."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxInput:
-    """The outbox as the relay last saw it (the ``on_outbox`` middleware hook).
-
-    Attributes:
-        pending: Unpublished rows.
-        oldest_age_s: Age of the oldest unpublished row (0 when none).
-        stalled_s: How long rows have waited with nothing published (0 when publishing).
-        healthy: False once stalled for ``publish_unhealthy_s``.
-        journal_ok: Whether the journal answered the last backlog read.
-    """
-
-    pending: int
-    oldest_age_s: float
-    stalled_s: float
-    healthy: bool
-    journal_ok: bool = True
 
 
 class PublishWatch:

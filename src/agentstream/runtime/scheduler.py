@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 
 from agentstream.event import Event, TopicPartition
-from agentstream.runtime.executor import Done, Outcome, RetryLater
+from agentstream.outcomes import DeliveryOutcome, Done, Outcome, RetryLater
 
 log = logging.getLogger("agentstream.scheduler")
 
@@ -96,7 +96,7 @@ class KeyedScheduler:
             cancelled = True
         except Exception:  # a bug in the runtime: keep the event and try later, never lose it
             log.exception("scheduler: handler failed for %s; retrying in 1s", event.identity)
-            outcome = RetryLater(1.0, "error")
+            outcome = RetryLater(1.0, DeliveryOutcome.ERROR)
         self._running.pop(key, None)
         revoked = id(event) in self._revoked
         self._revoked.discard(id(event))
