@@ -45,10 +45,15 @@ def is_journal_outage(exc: BaseException) -> bool:
 class OutageLog:
     """One log line per state change of something that fails and comes back.
 
+    An outage ends only when tries have succeeded for ``settle_s`` with no failure: a journal
+    on a nearly full disk lets some writes through and refuses others, and without the
+    settling time it would be logged as down and back every second.
+
     Args:
         what: What is unavailable, as the log lines name it (``journal``, ``agent x: poll``).
         logger: Where the lines go.
         every_s: While the outage lasts, a reminder this often.
+        settle_s: How long tries must succeed before the outage is logged as over.
         clock: Monotonic seconds.
     """
 
@@ -58,25 +63,29 @@ class OutageLog:
         logger: logging.Logger,
         *,
         every_s: float = 30.0,
+        settle_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.what = what
         self._log = logger
         self.every_s = every_s
+        self.settle_s = settle_s
         self._clock = clock
         self._since: float | None = None
+        self._last_failure = 0.0
         self._next = 0.0
         self.failures = 0
 
     @property
     def down(self) -> bool:
-        """Whether an outage is going on."""
+        """Whether an outage is going on (logged as started and not yet as over)."""
         return self._since is not None
 
     def failed(self, exc: BaseException) -> None:
         """A try failed: log it if the outage starts, or if a reminder is due."""
         now = self._clock()
         self.failures += 1
+        self._last_failure = now
         if self._since is None:
             self._since, self._next = now, now + self.every_s
             self._log.warning(
@@ -97,13 +106,16 @@ class OutageLog:
             )
 
     def ok(self) -> None:
-        """A try succeeded: log the end of an outage, if there was one."""
+        """A try succeeded: log the end of an outage once tries have kept succeeding."""
         if self._since is None:
+            return
+        now = self._clock()
+        if now - self._last_failure < self.settle_s:
             return
         self._log.warning(
             "%s back after %.0fs (%d failed tries)",
             self.what,
-            self._clock() - self._since,
+            now - self._since,
             self.failures,
         )
         self._since, self.failures = None, 0
