@@ -30,6 +30,7 @@ before it reconciles or retries, so the earlier owner's call has finished or bee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -384,7 +385,11 @@ class Context:
                     started_at=self._clock(),
                 )
                 await self._write(intent)
-                result = to_jsonable(await self._run_effect(name, fn, args, kwargs, deadline))
+                try:
+                    result = to_jsonable(await self._run_effect(name, fn, args, kwargs, deadline))
+                except Exception:
+                    await self._effect_ended(intent)
+                    raise
             done = StepRecord(
                 seq=seq,
                 kind=StepKind.EFFECT,
@@ -406,10 +411,21 @@ class Context:
         if self._lease is not None:
             self._lease.check()
 
+    async def _effect_ended(self, intent: StepRecord) -> None:
+        """Record that an effect call raised, so it is known to be no longer running.
+
+        The next attempt then reconciles at once instead of waiting out the deadline. Best
+        effort: if this write fails, the next attempt waits, which is only slower.
+        """
+        intent.meta = {**intent.meta, "ended": True}
+        with contextlib.suppress(Exception):
+            await self._write(intent)
+
     async def _wait_for_earlier_owner(self, rec: StepRecord) -> None:
         """Wait out the deadline of an intent another (earlier) claim left ``started``."""
-        deadline = rec.meta.get("deadline") if isinstance(rec.meta, dict) else None
-        if rec.epoch >= self._epoch or not isinstance(deadline, int | float):
+        meta = rec.meta if isinstance(rec.meta, dict) else {}
+        deadline = meta.get("deadline")
+        if rec.epoch >= self._epoch or not isinstance(deadline, int | float) or meta.get("ended"):
             return
         if float(deadline) > self._clock():
             await self._hold_claim(float(deadline) - self._clock())

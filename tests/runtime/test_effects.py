@@ -153,3 +153,27 @@ async def test_idempotency_keys_depend_only_on_the_event_and_the_step_name(db_ur
     assert sorted(k[1:] for k in first) == sorted(k[1:] for k in second)
     assert len({k[1] for k in by_attempt}) == 2  # one refund key per event
     assert all(k[1] != k[2] for k in keys)
+
+
+async def test_the_retry_of_an_effect_that_raised_does_not_wait_out_its_deadline(db_url):
+    # Given an effect that fails once (its call returned an error, so it is not running) and a
+    # deadline of 30 s, the time a takeover would have to wait for a call that may still run
+    import time
+
+    payments = Payments(fail_before_doing=1)
+    called_at: list[float] = []
+    original = payments.refund
+
+    def refund(cents: int, idempotency_key: str) -> str:
+        called_at.append(time.monotonic())
+        return original(cents, idempotency_key)
+
+    payments.refund = refund  # type: ignore[method-assign]
+    app = make_app(db_url)
+    refund_agent(app, payments, reconcile=payments.lookup, timeout=30.0)
+    async with AppHarness(app) as h:
+        await h.produce("tickets", [Ticket(ticket_id="T1", customer_id="c")])
+        await h.wait_drained()
+    # Then the retry reconciled and called again at once, not after the deadline
+    assert len(called_at) == 2 and len(payments.done) == 1
+    assert called_at[1] - called_at[0] < 10.0, called_at[1] - called_at[0]
