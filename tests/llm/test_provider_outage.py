@@ -201,13 +201,18 @@ async def outage_run(
     return run, down_at, up_at
 
 
-def check_exactly_once(run: Run) -> None:
+def check_exactly_once(run: Run, *, one_claim_each: bool = True) -> None:
+    """Every event completed once, its effect once, no failure recorded against any.
+
+    ``one_claim_each``: and no attempt was spent on the outage (every event completed on its
+    first claim). A journal outage may cost an event a second claim: a write that fails after
+    the claim makes the worker run the event again from its journaled steps.
+    """
     assert run.completed() == EVENTS
     assert run.count("SELECT count(*) FROM as_dead_letters") == 0
-    # No attempt was spent on the outage: every event completed on its first claim, and no
-    # failure was recorded against any of them.
-    again = run.query("SELECT event_id, attempts, state FROM as_events WHERE attempts > 1")
-    assert not again, f"events claimed more than once: {again}\n{run.log_text()[-6000:]}"
+    if one_claim_each:
+        again = run.query("SELECT event_id, attempts, state FROM as_events WHERE attempts > 1")
+        assert not again, f"events claimed more than once: {again}\n{run.log_text()[-6000:]}"
     assert run.count("SELECT count(*) FROM as_failures") == 0
     conn = sqlite3.connect(run.effects)
     rows = conn.execute("SELECT event_id, count(*) FROM effects GROUP BY event_id").fetchall()
