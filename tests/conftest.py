@@ -13,6 +13,34 @@ from psycopg import sql
 
 from tests.services import moto_server, postgres_dsn, tansu_broker, unavailable
 
+# pytest runs on two processes (pytest-xdist, ``-n 2`` in pyproject.toml). The tests below
+# start several worker processes each and kill, stop or starve them: each group runs its tests
+# one at a time on one process, so two chaos runs never compete for the machine's two cores,
+# and the outage tests (mostly waiting out a stopped service) run beside the chaos ones.
+_GROUPS = {
+    "chaos": (
+        "tests/chaos/",
+        "tests/integrations/test_chaos_integrations.py",
+        "tests/llm/test_shared_limits.py",
+    ),
+    "outage": (
+        "tests/llm/test_provider_outage.py",
+        "tests/llm/test_journal_outage.py",
+        "tests/postgres/test_journal_outage.py",
+        "tests/postgres/test_fresh_start.py",
+        "tests/kafka/test_broker_stall.py",
+    ),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the chaos and outage tests in their xdist groups (see ``_GROUPS``)."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        for group, prefixes in _GROUPS.items():
+            if path.startswith(prefixes):
+                item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
