@@ -268,6 +268,7 @@ class Executor:
         lease = self.leases.hold(identity, epoch, claim.lease_until)
         try:
             if event.decode_error is not None:
+                self.leases.ending(lease)
                 cls = classify(event.decode_error)
                 await self._dead_letter(event, claim, str(cls), event.decode_error, None)
                 return Done(DeliveryOutcome.DEAD_LETTERED), None, str(cls), event.decode_error
@@ -287,11 +288,13 @@ class Executor:
                         "dead-lettered before the queue's redrive policy moves it"
                     )
                 cls = FailureClass.ATTEMPTS_EXHAUSTED
+                self.leases.ending(lease)
                 await self._dead_letter(event, claim, str(cls), reason, None, failures=failures)
                 return Done(DeliveryOutcome.DEAD_LETTERED), None, str(cls), reason
             if spec.version is not None and event.version is not None:
                 applied = await self.store.applied_version(spec.name, event.key)
                 if applied is not None and event.version <= applied:
+                    self.leases.ending(lease)
                     await self.store.complete(
                         spec.name,
                         identity,
@@ -319,8 +322,14 @@ class Executor:
                 journal_outage=self.journal_outage,
             )
             try:
-                with running(ctx):
-                    result = await spec.handler(ctx, event.payload)
+                try:
+                    with running(ctx):
+                        result = await spec.handler(ctx, event.payload)
+                finally:
+                    # What follows is this claim's own ending (completion, retry, dead letter,
+                    # wait), each write fenced by the epoch: a renewal that finds the claim
+                    # ended from here on found that write, not a takeover.
+                    self.leases.ending(lease)
             except Suspended as suspended:
                 await self._suspend(event, epoch, suspended)
                 return Done(DeliveryOutcome.WAITING), ctx, None, None

@@ -7,6 +7,14 @@ forward on each renewal, ``lost`` is set when the journal says the claim moved o
 reads both before each journaled step: it does not start a model call, a step function or an
 effect on a claim that is gone or about to run out (:meth:`Lease.check`), and an async call in
 flight is cancelled when the lease runs out under it (:meth:`Lease.bound`).
+
+Once the handler is done, the claim ends by its own last journal write (completion, a retry's
+release, a dead letter, a wait). The executor marks the lease ``ending`` before that write
+(:meth:`LeaseBook.ending`), so a renewal that lands after it, while the lease is still in the
+book (a group commit not yet answered), is not taken for a takeover: the journal no longer
+grants the claim because this claim ended it. Nothing under the lease reads ``lost`` after the
+handler, and each of those writes is fenced by the epoch: if another worker did take the event
+over, the write is rejected (``fenced``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ class Lease:
         until: Wall-clock end of the lease the journal last confirmed.
         margin_s: How close to ``until`` a new step may still start.
         lost: The journal said the claim moved on (another worker took it over).
+        ending: The handler is done and the claim's own last write is under way: a renewal
+            that finds the claim gone no longer marks it lost.
     """
 
     identity: str
@@ -43,6 +53,7 @@ class Lease:
     until: float
     margin_s: float
     lost: bool = False
+    ending: bool = False
 
     def remaining(self, now: float | None = None) -> float:
         """Seconds of confirmed lease left."""
@@ -103,6 +114,14 @@ class LeaseBook:
             self._leases[identity] = lease
         return lease
 
+    def ending(self, lease: Lease) -> None:
+        """Mark a claim as ending by its own last write (the handler is done).
+
+        A renewal that then finds the claim gone found that write, not a takeover.
+        """
+        with self._lock:
+            lease.ending = True
+
     def drop(self, lease: Lease) -> None:
         """Forget a claim that ended (only if it is still the registered one)."""
         with self._lock:
@@ -128,7 +147,7 @@ class LeaseBook:
                 if lease is None or lease.epoch != epoch:
                     continue  # finished (or re-claimed) while the renewal ran
                 if identity in lost:
-                    if not lease.lost:
+                    if not lease.lost and not lease.ending:
                         lease.lost = True
                         newly.append(identity)
                 else:
