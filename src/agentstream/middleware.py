@@ -364,6 +364,7 @@ _HOOKS: tuple[_Hook, ...] = (
     Middleware.on_rate_limit_wait,
     Middleware.on_rebalance,
     Middleware.on_breaker_change,
+    Middleware.on_loop_stall,
     Middleware.on_outbox,
     Middleware.output_headers,
 )

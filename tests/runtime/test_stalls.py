@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import inspect
 import threading
 import time
 
@@ -14,11 +15,13 @@ from agentstream.codec import fingerprint
 from agentstream.event import Message
 from agentstream.journal import StepKind, StepRecord, StepStatus
 from agentstream.journal.sqlite import SqliteStore
-from agentstream.middleware import MiddlewareStack
+from agentstream.middleware import LoopStallInput, Middleware, MiddlewareStack
+from agentstream.observability.metrics import PrometheusMiddleware
 from agentstream.runtime.executor import Executor
 from agentstream.runtime.intake import interpret
 from agentstream.runtime.keeper import LeaseKeeper
 from agentstream.runtime.leases import LeaseBook
+from agentstream.testing import AppHarness
 from agentstream.usercode import UserCode
 from tests.conformance.test_store import META as STORE_META
 from tests.runtime.helpers import FAST, Ticket
@@ -202,3 +205,68 @@ async def test_a_handler_whose_lease_runs_out_unrenewed_stops_before_its_next_st
         assert ran == ["first"]
     finally:
         await store.close()
+
+
+class StallReports(Middleware):
+    """A user middleware that records the loop stalls it is told about."""
+
+    def __init__(self) -> None:
+        self.stalls: list[LoopStallInput] = []
+
+    async def on_loop_stall(self, inp: LoopStallInput) -> None:
+        self.stalls.append(inp)
+
+
+async def test_a_user_middleware_hears_of_a_loop_stall_caused_by_a_blocking_call_in_a_handler(
+    tmp_path,
+):
+    # Given a user middleware with on_loop_stall (and the Prometheus one), a 0.3 s stall
+    # threshold, and an async handler that blocks the loop with a synchronous sleep
+    reports = StallReports()
+    metrics = PrometheusMiddleware()
+    config = FAST.model_copy(update={"loop_stall_s": 0.3})
+    app = App(
+        "t",
+        broker=f"sqlite:///{tmp_path / 'log.db'}",
+        config=config,
+        middleware=[reports, metrics],
+    )
+
+    @app.agent(source="tickets", identity=lambda t: t.ticket_id)
+    async def blocking(ctx: Context, ticket: Ticket) -> None:
+        time.sleep(1.0)  # user code that should not be on the loop, but is
+
+    async with AppHarness(app) as h:
+        # When one event is handled
+        await h.produce("tickets", [Ticket(ticket_id="T1", customer_id="c1")])
+        await h.wait_drained(timeout_s=30)
+        deadline = time.monotonic() + 5
+        while not reports.stalls and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    # Then the user's hook was called once the loop ran again, with the stall's length,
+    # and the stall was counted
+    assert [s.agent for s in reports.stalls] == ["blocking"], reports.stalls
+    assert 0.5 <= reports.stalls[0].stall_s < 5, reports.stalls
+    assert (
+        metrics.registry.get_sample_value("agentstream_loop_stalls_total", {"agent": "blocking"})
+        == 1
+    )
+
+
+def test_every_middleware_hook_is_in_the_stacks_registry():
+    # Given every hook the Middleware base class declares
+    hooks = [
+        name
+        for name, value in vars(Middleware).items()
+        if not name.startswith("_") and inspect.iscoroutinefunction(value)
+    ]
+    assert "on_loop_stall" in hooks
+    for name in hooks:
+        # When a middleware overrides just that hook
+        async def hook(self: Middleware, inp: object) -> None:
+            return None
+
+        stack = MiddlewareStack([type(f"Only_{name}", (Middleware,), {name: hook})()])
+        # Then the stack wants it (so it is called) and has a dispatcher of that name
+        assert stack.wants(getattr(Middleware, name)), name
+        assert inspect.iscoroutinefunction(getattr(MiddlewareStack, name, None)), name
