@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import json
 
 import pytest
 
@@ -23,6 +25,7 @@ from agentstream.journal import (
     StepStatus,
     Store,
 )
+from agentstream.journal.blobs import compact_request, refs_in
 from tests.conformance.conftest import FakeClock
 
 META = EventMeta(
@@ -362,6 +365,51 @@ async def test_the_first_claim_journals_the_source_message_byte_for_byte(make_st
     record = await store.get_event("a", "e1")
     assert record is not None and record.message == msg
     assert record.identity_source == "header"
+
+
+async def test_long_payload_strings_are_stored_once_shared_with_prompts_and_read_back_exactly(
+    make_store,
+):
+    clock = FakeClock()
+    store = await make_store(clock)
+    text = "Ünïcode stays exact; " + "the customer's order never arrived. " * 40
+    values = {
+        "json": json.dumps({"id": "e1", "text": text, "notes": [text, "short"]}).encode(),
+        "ascii-escaped": json.dumps({"text": text}, ensure_ascii=True).encode(),
+        "other-escapes": b'{"text": "' + text.encode() + b'\\u0041"}',
+        "not-json": (text * 2).encode(),
+        "binary": b"\x00\xff" * 400,
+    }
+    for n, (event_id, value) in enumerate(values.items()):
+        msg = dataclasses.replace(message(n, value), timestamp_ms=META.timestamp_ms)
+        meta = dataclasses.replace(META, offset=n, message=msg)
+        await store.claim("a", event_id, owner="w", lease_s=5, meta=meta)
+    # a prompt that sends the text verbatim references the payload's blob: one copy
+    compacted, blobs = compact_request({"messages": [{"role": "user", "content": text}]})
+    await store.put_blobs(blobs)
+    assert len(blobs) == 1 and set(blobs) <= refs_in(compacted)
+    for event_id, value in values.items():
+        record = await store.get_event("a", event_id)
+        assert record is not None and record.message is not None
+        assert record.message.value == value, event_id
+    listed = {e.event_id: e.message for e in await store.list_events(agent="a", limit=None)}
+    assert {k: m.value for k, m in listed.items() if m is not None} == values
+    # the dead letter's copy of the value and of the prompt reference the same blobs
+    claim = await store.claim("a", "json", owner="w", lease_s=5, meta=META)
+    original = {"key_b64": None, "value_b64": base64.b64encode(values["json"]).decode()}
+    transcript = {"seq": 0, "messages": [{"role": "user", "content": text}], "tools": None}
+    envelope = {"original": original, "detail": {"transcript": transcript}, "n": 1}
+    await store.dead_letter(
+        "a", "json", claim.epoch, failure_class="agent_error", envelope=envelope
+    )
+    (letter,) = await store.dead_letters(agent="a")
+    assert letter.envelope == envelope
+    assert (await store.get_dead_letter(letter.id)).envelope == envelope
+    # prune keeps the blobs that rows still reference
+    clock.advance(10_000)
+    await store.prune(before=clock.now)
+    assert (await store.get_event("a", "ascii-escaped")).message.value == values["ascii-escaped"]
+    assert (await store.dead_letters(agent="a"))[0].envelope == envelope
 
 
 async def test_events_are_filtered_by_key_time_offsets_and_ids_oldest_first(make_store):

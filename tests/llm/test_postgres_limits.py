@@ -58,9 +58,12 @@ async def test_postgres_buckets_are_one_quota_for_every_process(schema):
 async def test_postgres_blobs_are_stored_once_and_pruned_when_unreferenced(schema):
     conn = await psycopg.AsyncConnection.connect(postgres_dsn(), autocommit=True)
     s = sql.Identifier(schema).as_string(conn)
-    for statement in postgres_blobs.BLOBS_MIGRATION_SQL.format(s=s).split(";"):
+    for statement in postgres_blobs.BLOBS_SQL.format(s=s).split(";"):
         await conn.execute(statement)
     await conn.execute(f"CREATE TABLE {s}.as_steps (kind TEXT, request JSON)")
+    # the other tables whose rows reference blobs (packed message values, dead letters)
+    await conn.execute(f"CREATE TABLE {s}.as_events (msg_packed BYTEA)")
+    await conn.execute(f"CREATE TABLE {s}.as_dead_letters (envelope TEXT)")
     try:
         await postgres_blobs.put_blobs(conn, schema, {"sha256:a": "A", "sha256:b": "B"}, 1.0)
         await postgres_blobs.put_blobs(conn, schema, {"sha256:a": "changed?"}, 2000.0)

@@ -3,10 +3,15 @@
 An agent that loops re-sends its whole conversation on every call, and every event of an agent
 sends the same system prompt and tool schemas. Journaling each request verbatim would store the
 same text again and again. Instead, before an LLM step is written, each large part of its request
-(every message, the tool list, the response format) is replaced by ``{"$blob": "sha256:..."}``
-and the part itself goes to the journal's blob table (``Store.put_blobs``) under that digest,
-where an identical part written earlier already sits. Identical prompt prefixes therefore cost
-one reference per message, not a copy.
+is replaced by ``{"$blob": "sha256:..."}`` and the part itself goes to the journal's blob table
+(``Store.put_blobs``) under that digest, where an identical part written earlier already sits:
+in each message every long string (a message's content, a tool call's arguments), or the whole
+message when it has none; the tool list and the response format whole. Identical prompt
+prefixes therefore cost one reference per message, not a copy. A string's blob is the string's
+canonical JSON, the same blob a source payload that carries the string verbatim references
+(:mod:`agentstream.journal.packing`), so a prompt built from the event's text shares its copy.
+Blob bodies never reference other blobs. Requests journaled before string blobs reference whole
+messages only; they expand the same way.
 
 Only the journaled *request* is compacted; the step's fingerprint is computed over the full
 request and the recorded *result* is stored as it came, so replays stay byte-identical. Readers
@@ -32,9 +37,12 @@ __all__ = [
     "BLOB_REF",
     "MIN_BLOB_CHARS",
     "blob_refs",
+    "compact_message",
     "compact_request",
+    "digest_of",
     "expand_request",
     "expand_steps",
+    "expand_value",
     "refs_in",
 ]
 
@@ -63,7 +71,8 @@ MIN_BLOB_CHARS = 128
 _COMPACTED_FIELDS = ("tools", "response_format")
 
 
-def _digest(text: str) -> str:
+def digest_of(text: str) -> str:
+    """The content address of a blob body, ``sha256:<hex>``."""
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -77,9 +86,33 @@ def _compact(value: Any, blobs: dict[str, str]) -> Any:
     text = canonical_json(value)
     if len(text) < MIN_BLOB_CHARS:
         return value
-    digest = _digest(text)
+    digest = digest_of(text)
     blobs[digest] = text
     return {BLOB_REF: digest}
+
+
+def _strings_out(value: Any, blobs: dict[str, str]) -> Any:
+    """``value`` with each long string replaced by a reference to its blob."""
+    if isinstance(value, str):
+        return _compact(value, blobs) if len(value) >= MIN_BLOB_CHARS else value
+    if isinstance(value, dict):
+        return {k: _strings_out(v, blobs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strings_out(v, blobs) for v in value]
+    return value
+
+
+def compact_message(message: Any, blobs: dict[str, str]) -> Any:
+    """One message with its long strings as blob references, or else as one blob if large.
+
+    The blobs written go into ``blobs`` (digest -> canonical JSON text).
+    """
+    found: dict[str, str] = {}
+    out = _strings_out(message, found)
+    if not found:
+        return _compact(message, blobs)
+    blobs.update(found)
+    return out
 
 
 def compact_request(request: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -95,7 +128,7 @@ def compact_request(request: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
     out = dict(request)
     messages = request.get("messages")
     if isinstance(messages, list):
-        out["messages"] = [_compact(m, blobs) for m in messages]
+        out["messages"] = [compact_message(m, blobs) for m in messages]
     for name in _COMPACTED_FIELDS:
         if request.get(name) is not None:
             out[name] = _compact(request[name], blobs)
@@ -107,13 +140,26 @@ def refs_in(request: Any) -> set[str]:
     if not isinstance(request, dict):
         return set()
     found: set[str] = set()
-    for m in request.get("messages") or []:
-        if _is_ref(m):
-            found.add(m[BLOB_REF])
+    blob_refs(request.get("messages"), found)
     for name in _COMPACTED_FIELDS:
         if _is_ref(request.get(name)):
             found.add(request[name][BLOB_REF])
     return found
+
+
+def expand_value(value: Any, blobs: Mapping[str, str]) -> Any:
+    """``value`` with every blob reference in it replaced by the blob's JSON value.
+
+    Raises:
+        KeyError: A referenced blob is missing.
+    """
+    if isinstance(value, dict):
+        if _is_ref(value):
+            return json.loads(blobs[value[BLOB_REF]])
+        return {k: expand_value(v, blobs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_value(v, blobs) for v in value]
+    return value
 
 
 def expand_request(request: Any, blobs: Mapping[str, str]) -> Any:
@@ -130,7 +176,7 @@ def expand_request(request: Any, blobs: Mapping[str, str]) -> Any:
 
     out = dict(request)
     if isinstance(request.get("messages"), list):
-        out["messages"] = [expand(m) for m in request["messages"]]
+        out["messages"] = expand_value(request["messages"], blobs)
     for name in _COMPACTED_FIELDS:
         if name in request:
             out[name] = expand(request[name])

@@ -10,9 +10,11 @@ SQLite, ``"{s}."`` for PostgreSQL, whose store substitutes its schema). Queries 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import Any
 
+from agentstream.journal.packing import envelope_refs, expand_envelope, unpacked
 from agentstream.journal.queries import (
     BLOCKING,
     Where,
@@ -40,9 +42,13 @@ from agentstream.journal.rows import (
     dead_letter_from_row,
     event_from_row,
     outbox_from_row,
+    packed_refs,
     parked_from_row,
     step_from_row,
 )
+
+PACKED_AT = EVENT_COLUMNS.count(",")
+"""Index of ``msg_packed``, the last of :data:`EVENT_COLUMNS`."""
 
 __all__ = ["JournalReads"]
 
@@ -61,6 +67,34 @@ class JournalReads:
         rows = await self.select(sql, args)
         return rows[0] if rows else None
 
+    async def blob_texts(self, digests: Collection[str]) -> dict[str, str]:
+        """The stored blob bodies among ``digests`` (the blobs of packed message values)."""
+        wanted = sorted(set(digests))
+        found: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):
+            where = Where().within("digest", wanted[i : i + 500])
+            for digest, body, body_z in await self.select(
+                f"SELECT digest, body, body_z FROM {self.prefix}as_blobs {where.sql}", where.args
+            ):
+                found[digest] = str(unpacked(body, body_z))
+        return found
+
+    async def _dead_letters(self, rows: Sequence[Sequence[Any]]) -> list[DeadLetterRecord]:
+        """Dead letters from rows of :data:`DLQ_COLUMNS`, their envelopes expanded."""
+        letters = [dead_letter_from_row(r) for r in rows]
+        wanted: set[str] = set()
+        for letter in letters:
+            wanted |= envelope_refs(letter.envelope)
+        if not wanted:
+            return letters
+        blobs = await self.blob_texts(wanted)
+        return [replace(d, envelope=expand_envelope(d.envelope, blobs)) for d in letters]
+
+    async def _events(self, rows: Sequence[Sequence[Any]]) -> list[EventRecord]:
+        """Events from rows of :data:`EVENT_COLUMNS`, their message values joined."""
+        blobs = await self.blob_texts(packed_refs(rows, PACKED_AT))
+        return [event_from_row(r, blobs) for r in rows]
+
     async def applied_version(self, agent: str, entity: str) -> int | None:
         """Highest applied version of an entity."""
         row = await self._first(
@@ -75,7 +109,7 @@ class JournalReads:
             f"SELECT {EVENT_COLUMNS} FROM {self.prefix}as_events WHERE agent = ? AND event_id = ?",
             (agent, event_id),
         )
-        return None if row is None else event_from_row(row)
+        return None if row is None else (await self._events([row]))[0]
 
     async def list_events(
         self,
@@ -110,7 +144,7 @@ class JournalReads:
             oldest_first=oldest_first,
             limit=limit,
         )
-        return [event_from_row(r) for r in await self.select(sql, args)]
+        return await self._events(await self.select(sql, args))
 
     async def steps(self, agent: str, event_id: str) -> list[StepRecord]:
         """An event's steps in order."""
@@ -188,7 +222,7 @@ class JournalReads:
             until=until,
             limit=limit,
         )
-        return [dead_letter_from_row(r) for r in await self.select(sql, args)]
+        return await self._dead_letters(await self.select(sql, args))
 
     async def get_dead_letter(self, dead_letter_id: int) -> DeadLetterRecord | None:
         """One dead letter by id."""
@@ -196,7 +230,7 @@ class JournalReads:
             f"SELECT {DLQ_COLUMNS} FROM {self.prefix}as_dead_letters WHERE id = ?",
             (dead_letter_id,),
         )
-        return None if row is None else dead_letter_from_row(row)
+        return None if row is None else (await self._dead_letters([row]))[0]
 
     async def blocked_by(self, agent: str, key: str) -> str | None:
         """The event whose open dead letter blocks ``key``, if any."""

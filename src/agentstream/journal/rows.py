@@ -2,16 +2,19 @@
 
 The SQLite and PostgreSQL journals have the same tables and columns in the same order; the
 column lists and the mapping between rows and records live here once. JSON values are stored as
-their compact text (:func:`dumps`), so a replay reads back exactly what was written.
+their compact text (:func:`dumps`), so a replay reads back exactly what was written; a long
+step result is packed (:mod:`agentstream.journal.packing`), and a source message's value may be
+split into blob segments, which the reader joins back (:func:`message_value`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from agentstream.event import Message, OutgoingRecord, decode_headers, encode_headers
+from agentstream.journal.packing import join_payload, packed_column, payload_refs, unpacked
 from agentstream.journal.records import (
     DeadLetterRecord,
     EventRecord,
@@ -28,11 +31,11 @@ from agentstream.journal.records import (
 EVENT_COLUMNS = (
     "agent, event_id, state, epoch, owner, lease_until, attempts, deliveries, event_key, topic, "
     'partition, "offset", timestamp_ms, input_hash, group_id, outcome, result, created_at, '
-    "updated_at, completed_at, identity_source, msg_key, msg_value, msg_headers"
+    "updated_at, completed_at, identity_source, msg_key, msg_value, msg_headers, msg_packed"
 )
 STEP_COLUMNS = (
     "seq, kind, name, fingerprint, status, request, result, idem_key, meta, epoch, started_at, "
-    "finished_at"
+    "finished_at, result_z"
 )
 OUTBOX_COLUMNS = "id, agent, event_id, seq, topic, key, value, headers, dedupe_id, published_at"
 DLQ_COLUMNS = "id, agent, event_id, failure_class, event_key, created_at, status, envelope"
@@ -61,7 +64,7 @@ def step_from_row(row: Sequence[Any]) -> StepRecord:
         fingerprint=row[3],
         status=StepStatus(row[4]),
         request=loads(row[5]),
-        result=loads(row[6]),
+        result=loads(unpacked(row[6], row[12])),
         idempotency_key=row[7],
         meta=loads(row[8]) or {},
         epoch=row[9],
@@ -70,16 +73,36 @@ def step_from_row(row: Sequence[Any]) -> StepRecord:
     )
 
 
-def event_from_row(row: Sequence[Any]) -> EventRecord:
-    """An event from an ``as_events`` row (columns in EVENT_COLUMNS order)."""
+def packed_refs(rows: Iterable[Sequence[Any]], index: int) -> set[str]:
+    """The blob digests the packed message values at ``index`` of ``rows`` reference."""
+    found: set[str] = set()
+    for row in rows:
+        if row[index] is not None:
+            found |= payload_refs(row[index])
+    return found
+
+
+def message_value(plain: Any, packed: Any, blobs: Mapping[str, str]) -> bytes | None:
+    """A journaled message value: as stored, or joined from its segments and their blobs."""
+    if packed is not None:
+        return join_payload(packed, blobs)
+    return None if plain is None else bytes(plain)
+
+
+def event_from_row(row: Sequence[Any], blobs: Mapping[str, str] | None = None) -> EventRecord:
+    """An event from an ``as_events`` row (columns in EVENT_COLUMNS order).
+
+    ``blobs`` holds the blobs its packed message value references (:func:`packed_refs`).
+    """
     message = None
-    if row[22] is not None and row[9] is not None:
+    value = message_value(row[22], row[24], blobs or {})
+    if value is not None and row[9] is not None:
         message = Message(
             topic=row[9],
             partition=row[10],
             offset=row[11],
             key=row[21],
-            value=row[22],
+            value=value,
             headers=decode_headers(row[23]),
             timestamp_ms=row[12] or 0,
         )
@@ -173,6 +196,7 @@ def parked_from_row(r: Sequence[Any]) -> ParkedRecord:
 
 def step_values(agent: str, event_id: str, epoch: int, step: StepRecord) -> tuple[Any, ...]:
     """The values of an ``as_steps`` row: agent, event_id, then :data:`STEP_COLUMNS`."""
+    result, result_z = packed_column(dumps(step.result))
     return (
         agent,
         event_id,
@@ -182,12 +206,13 @@ def step_values(agent: str, event_id: str, epoch: int, step: StepRecord) -> tupl
         step.fingerprint,
         str(step.status),
         dumps(step.request),
-        dumps(step.result),
+        result,
         step.idempotency_key,
         dumps(step.meta),
         epoch,
         step.started_at,
         step.finished_at,
+        result_z,
     )
 
 

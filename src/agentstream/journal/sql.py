@@ -10,13 +10,14 @@ and puts the answers back in request order. A single claim or completion is a ba
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentstream.event import OutgoingRecord
 from agentstream.failures import FencedError
 from agentstream.journal import lifecycle
+from agentstream.journal.packing import compact_envelope
 from agentstream.journal.reads import JournalReads
 from agentstream.journal.records import Claim, Completion, EventMeta, RedriveMode
 
@@ -94,6 +95,10 @@ class SqlJournal(JournalReads):
         """Mark the event dead, store the envelope and queue DLQ records; return the id."""
         raise NotImplementedError
 
+    async def put_blobs(self, blobs: Mapping[str, str]) -> None:
+        """Store content-addressed texts (the backend's blob mixin)."""
+        raise NotImplementedError
+
     async def reset_dead(self, write: RedriveWrite) -> bool:
         """Reset a dead event and queue its re-publication; False if it is not dead."""
         raise NotImplementedError
@@ -148,9 +153,17 @@ class SqlJournal(JournalReads):
         envelope: dict[str, Any],
         outputs: Sequence[OutgoingRecord] = (),
     ) -> int:
-        """Mark the event dead with its envelope and DLQ records, atomically."""
+        """Mark the event dead with its envelope and DLQ records, atomically.
+
+        The envelope is stored compacted (:func:`~agentstream.journal.packing.compact_envelope`):
+        its blobs are written first, in a transaction of their own (a blob no row references is
+        harmless and pruned).
+        """
+        stored, blobs = compact_envelope(envelope)
+        if blobs:
+            await self.put_blobs(blobs)
         write = DeadLetterWrite(
-            agent, event_id, epoch, failure_class, envelope, outputs, self._clock()
+            agent, event_id, epoch, failure_class, stored, outputs, self._clock()
         )
         return await self.write_dead_letter(write)
 

@@ -13,8 +13,12 @@ from dataclasses import asdict, dataclass
 
 __all__ = [
     "BLOBS",
+    "BLOBS_PACKED",
     "CORE",
     "OUTBOX_LANES",
+    "PACKED",
+    "PACKED_BLOB_BODIES",
+    "PACKED_COLUMNS",
     "POSTGRES",
     "SQLITE",
     "WAITS",
@@ -112,7 +116,7 @@ CREATE TABLE {ine}{p}as_steps (
     started_at {real} NOT NULL,
     finished_at {real},
     PRIMARY KEY (agent, event_id, seq)
-){norowid};
+);
 CREATE TABLE {ine}{p}as_failures (
     id {id},
     agent TEXT NOT NULL,
@@ -199,7 +203,39 @@ BLOBS = (
     "created_at {real} NOT NULL, used_at {real} NOT NULL){norowid};"
     "CREATE INDEX {ine}as_blobs_used ON {p}as_blobs (used_at)"
 )
-"""Content-addressed blobs (see :mod:`agentstream.journal.blobs`)."""
+"""Content-addressed blobs (see :mod:`agentstream.journal.blobs`), as first released."""
+
+BLOBS_PACKED = (
+    "CREATE TABLE {ine}{p}as_blobs (digest TEXT PRIMARY KEY, body TEXT, body_z {bytes}, "
+    "created_at {real} NOT NULL, used_at {real} NOT NULL);"
+    "CREATE INDEX {ine}as_blobs_used ON {p}as_blobs (used_at)"
+)
+"""The blob table since compression: a body is ``body`` (text) or ``body_z`` (packed, see
+:mod:`agentstream.journal.packing`). SQLite keeps it as a rowid table: a WITHOUT ROWID table
+stores a row of more than about 1 KB across a spill page of its own, wasting most of 4 KB."""
+
+PACKED_COLUMNS = (
+    ("as_events", "msg_packed"),
+    ("as_steps", "result_z"),
+)
+"""Columns added with compression (each ``{bytes}``): a source message's value split into
+blob segments, a step's recorded result packed."""
+
+PACKED_BLOB_BODIES = (
+    "ALTER TABLE {p}as_blobs ALTER COLUMN body DROP NOT NULL;"
+    "ALTER TABLE {p}as_blobs ADD COLUMN IF NOT EXISTS body_z {bytes}"
+)
+"""The blob table of :data:`BLOBS` brought to the layout of :data:`BLOBS_PACKED`."""
+
+PACKED = ";".join(
+    [
+        f"ALTER TABLE {{p}}{table} ADD COLUMN IF NOT EXISTS {column} {{bytes}}"
+        for table, column in PACKED_COLUMNS
+    ]
+    + [PACKED_BLOB_BODIES]
+)
+"""PostgreSQL's migration to packed values: new nullable columns, no table rewrite (and
+idempotent, so a schema whose blob table was rebuilt by hand can apply it again)."""
 
 OUTBOX_LANES = (
     "CREATE INDEX {ine}as_outbox_lane ON {p}as_outbox (topic, key, id) WHERE published_at IS NULL"

@@ -7,13 +7,13 @@ See :mod:`agentstream.journal.waits` for the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agentstream.event import Message, decode_headers
 from agentstream.journal.reads import JournalReads
 from agentstream.journal.records import EventState
-from agentstream.journal.rows import loads
+from agentstream.journal.rows import loads, message_value, packed_refs
 from agentstream.journal.waits import SignalRecord, Wait, WaitingEvent
 
 __all__ = ["WAIT_COLUMNS", "WaitReads", "signal_from_row", "waiting_from_row"]
@@ -21,21 +21,24 @@ __all__ = ["WAIT_COLUMNS", "WaitReads", "signal_from_row", "waiting_from_row"]
 WAIT_COLUMNS = (
     "w.event_id, w.kind, w.name, w.seq, w.event_key, w.holds_key, w.since, w.deadline, "
     'w.due_at, e.state, e.topic, e.partition, e."offset", e.timestamp_ms, e.msg_key, '
-    "e.msg_value, e.msg_headers"
+    "e.msg_value, e.msg_headers, e.msg_packed"
 )
 SIGNAL_COLUMNS = "id, agent, event_id, name, signal_id, data, received_at, status, consumed_at"
 
 
-def waiting_from_row(agent: str, r: Sequence[Any]) -> WaitingEvent:
-    """A waiting event from a row of :data:`WAIT_COLUMNS`."""
+def waiting_from_row(
+    agent: str, r: Sequence[Any], blobs: Mapping[str, str] | None = None
+) -> WaitingEvent:
+    """A waiting event from a row of :data:`WAIT_COLUMNS` (``blobs``: see ``event_from_row``)."""
     message = None
-    if r[15] is not None and r[10] is not None:
+    value = message_value(r[15], r[17], blobs or {})
+    if value is not None and r[10] is not None:
         message = Message(
             topic=r[10],
             partition=r[11],
             offset=r[12],
             key=None if r[14] is None else bytes(r[14]),
-            value=bytes(r[15]),
+            value=value,
             headers=decode_headers(r[16]),
             timestamp_ms=r[13] or 0,
         )
@@ -64,7 +67,8 @@ class WaitReads(JournalReads):
             "AND e.state IN ('waiting', 'claimed', 'pending') ORDER BY w.due_at LIMIT ?",
             (agent, now, now, limit),
         )
-        return [waiting_from_row(agent, r) for r in rows]
+        blobs = await self.blob_texts(packed_refs(rows, 17))
+        return [waiting_from_row(agent, r, blobs) for r in rows]
 
     async def waiting(
         self, agent: str | None = None, *, limit: int | None = 100
@@ -79,7 +83,9 @@ class WaitReads(JournalReads):
         )
         if limit is not None:
             sql, args = sql + " LIMIT ?", (*args, limit)
-        return [waiting_from_row(r[0], r[1:]) for r in await self.select(sql, args)]
+        rows = await self.select(sql, args)
+        blobs = await self.blob_texts(packed_refs(rows, 18))
+        return [waiting_from_row(r[0], r[1:], blobs) for r in rows]
 
     async def waiting_count(self, agent: str) -> int:
         """How many events of ``agent`` are waiting."""

@@ -18,7 +18,15 @@ from typing import Any
 
 import psycopg
 
-from agentstream.journal.tables import BLOBS, CORE, OUTBOX_LANES, POSTGRES, WAITS, render
+from agentstream.journal.tables import (
+    BLOBS,
+    CORE,
+    OUTBOX_LANES,
+    PACKED,
+    POSTGRES,
+    WAITS,
+    render,
+)
 
 __all__ = ["MIGRATIONS", "create_schema_locked", "migrate"]
 
@@ -37,6 +45,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         render(OUTBOX_LANES, POSTGRES),
     ),
     (4, "waiting events and signals", render(WAITS, POSTGRES)),
+    (
+        5,
+        "packed values: payload segments, compressed step results and blob bodies",
+        render(PACKED, POSTGRES),
+    ),
 )
 """``(version, name, statements)``; ``{s}`` in the statements is the quoted schema name."""
 

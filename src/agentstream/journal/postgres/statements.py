@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentstream.event import OutgoingRecord, encode_headers
+from agentstream.journal.packing import stored_message_values
 from agentstream.journal.records import EventMeta
 from agentstream.journal.rows import OUTBOX_COLUMNS
 
@@ -62,15 +63,16 @@ def pg_where(clause: str) -> str:
 INSERT_FRESH = (
     "INSERT INTO {s}.as_events (agent, event_id, state, epoch, owner, lease_until, attempts, "
     'deliveries, event_key, topic, partition, "offset", timestamp_ms, input_hash, group_id, '
-    "identity_source, created_at, updated_at, msg_key, msg_value, msg_headers) "
+    "identity_source, created_at, updated_at, msg_key, msg_value, msg_headers, msg_packed) "
     "SELECT %(agent)s, i.event_id, 'claimed', 1, %(owner)s, %(until)s, 1, 1, i.event_key, "
     'i.topic, i.partition, i."offset", i.timestamp_ms, i.input_hash, i.group_id, '
-    "i.identity_source, %(now)s, %(now)s, i.msg_key, i.msg_value, i.msg_headers "
+    "i.identity_source, %(now)s, %(now)s, i.msg_key, i.msg_value, i.msg_headers, i.msg_packed "
     "FROM unnest(%(ids)s::text[], %(keys)s::text[], %(topics)s::text[], %(partitions)s::int[], "
     "%(offsets)s::bigint[], %(timestamps)s::bigint[], %(hashes)s::text[], %(groups)s::text[], "
     "%(sources)s::text[], %(msg_keys)s::bytea[], %(msg_values)s::bytea[], "
-    '%(msg_headers)s::text[]) AS i(event_id, event_key, topic, partition, "offset", '
-    "timestamp_ms, input_hash, group_id, identity_source, msg_key, msg_value, msg_headers) "
+    "%(msg_headers)s::text[], %(msg_packeds)s::bytea[]) AS i(event_id, event_key, topic, "
+    'partition, "offset", timestamp_ms, input_hash, group_id, identity_source, msg_key, '
+    "msg_value, msg_headers, msg_packed) "
     "ORDER BY i.event_id ON CONFLICT (agent, event_id) DO NOTHING RETURNING event_id"
 )
 
@@ -108,9 +110,14 @@ WHERE agent = %(agent)s AND status = 'redriven' AND event_id = ANY(%(ids)s::text
 records, entity versions (only forward) and the resolution of a redriven dead letter."""
 
 
-def fresh_arrays(fresh: dict[str, EventMeta]) -> dict[str, list[Any]]:
-    """Column arrays of new events, in id order (the order their rows are locked in)."""
+def fresh_arrays(fresh: dict[str, EventMeta]) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """Column arrays of new events, and the blobs their message values reference.
+
+    Arrays are in id order, the order their rows are locked in; see
+    :mod:`agentstream.journal.packing` for the blobs.
+    """
     metas = [fresh[event_id] for event_id in sorted(fresh)]
+    values, blobs = stored_message_values(m.message for m in metas)
     return {
         "ids": sorted(fresh),
         "keys": [m.key for m in metas],
@@ -122,8 +129,9 @@ def fresh_arrays(fresh: dict[str, EventMeta]) -> dict[str, list[Any]]:
         "groups": [m.group_id for m in metas],
         "sources": [m.identity_source for m in metas],
         "msg_keys": [None if m.message is None else m.message.key for m in metas],
-        "msg_values": [None if m.message is None else m.message.value for m in metas],
+        "msg_values": [value for value, _ in values],
         "msg_headers": [
             None if m.message is None else encode_headers(m.message.headers) for m in metas
         ],
-    }
+        "msg_packeds": [packed for _, packed in values],
+    }, blobs

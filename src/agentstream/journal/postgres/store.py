@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentstream.failures import FencedError
 from agentstream.journal import lifecycle
-from agentstream.journal.postgres.blobs import PostgresBlobs
+from agentstream.journal.postgres.blobs import PostgresBlobs, put_blobs
 from agentstream.journal.postgres.database import Conn, parse_postgres_url
 from agentstream.journal.postgres.statements import (
     COMPLETE,
@@ -116,10 +116,11 @@ class PostgresStore(PostgresWaits, PostgresBlobs, WaitReads, SqlJournal):
 
         async def op(conn: Conn) -> dict[str, Claim]:
             async with conn.transaction():
+                arrays, blobs = fresh_arrays(first)
+                await put_blobs(conn, self.schema, blobs, now)
                 cur = await conn.execute(
                     self.q(INSERT_FRESH),
-                    {"agent": agent, "owner": owner, "until": until, "now": now}
-                    | fresh_arrays(first),
+                    {"agent": agent, "owner": owner, "until": until, "now": now} | arrays,
                 )
                 fresh = {row[0] for row in await cur.fetchall()}
                 answers = {e: lifecycle.first_claim(until) for e in fresh}
@@ -238,7 +239,8 @@ class PostgresStore(PostgresWaits, PostgresBlobs, WaitReads, SqlJournal):
                     "AND event_id = %s AND epoch = %s AND (state = 'claimed') IS TRUE RETURNING 1) "
                     f"INSERT INTO {{s}}.as_steps (agent, event_id, {STEP_COLUMNS}) "
                     "SELECT %s::text, %s::text, %s::int, %s::text, %s::text, %s::text, %s::text, "
-                    "%s::text, %s::text, %s::text, %s::text, %s::bigint, %s::float8, %s::float8 "
+                    "%s::text, %s::text, %s::text, %s::text, %s::bigint, %s::float8, %s::float8, "
+                    "%s::bytea "
                     "WHERE EXISTS (SELECT 1 FROM fence) "
                     f"ON CONFLICT (agent, event_id, seq) DO UPDATE SET {updates} RETURNING 1"
                 ),

@@ -33,7 +33,7 @@ __all__ = ["PostgresWaits"]
 
 _UPSERT_STEP = (
     f"INSERT INTO {{s}}.as_steps (agent, event_id, {STEP_COLUMNS}) VALUES "
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (agent, event_id, seq) DO UPDATE SET "
     + ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in STEP_COLUMNS.split(",")[1:])
 )

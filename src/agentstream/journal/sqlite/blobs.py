@@ -3,7 +3,8 @@
 A mixin of :class:`~agentstream.journal.sqlite.SqliteStore`; see
 :class:`~agentstream.journal.store.Store` for the contract and
 :mod:`agentstream.journal.blobs` for what is stored. Each blob remembers when a step last
-referenced it (``used_at``), so retention deletes the blobs that no remaining step needs.
+referenced it (``used_at``), so retention deletes the blobs that nothing remaining references
+(a step's request, an event's packed message value, a dead letter's envelope).
 """
 
 from __future__ import annotations
@@ -13,7 +14,22 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping
 
 from agentstream.journal.blobs import blob_refs
+from agentstream.journal.packing import USED_AT_STEP_S, blob_rows, payload_refs, unpacked
 from agentstream.sqlite_db import SqliteDatabase
+
+INSERT_BLOBS = (
+    "INSERT INTO as_blobs (digest, body, body_z, created_at, used_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (digest) DO UPDATE SET used_at = excluded.used_at "
+    f"WHERE as_blobs.used_at < excluded.used_at - {USED_AT_STEP_S}"
+)
+"""Store blobs (rows of :func:`~agentstream.journal.packing.blob_rows`); a known digest keeps
+its body and is marked used (:data:`~agentstream.journal.packing.USED_AT_STEP_S`)."""
+
+
+def put_blobs(conn: sqlite3.Connection, blobs: Mapping[str, str], now: float) -> None:
+    """Store content-addressed texts in the caller's transaction."""
+    if blobs:
+        conn.executemany(INSERT_BLOBS, blob_rows(blobs, now))
 
 
 def prune_blobs(conn: sqlite3.Connection, before: float) -> int:
@@ -32,6 +48,12 @@ def prune_blobs(conn: sqlite3.Connection, before: float) -> int:
         "SELECT request FROM as_steps WHERE kind = 'llm' AND request LIKE '%\"$blob\"%'"
     ):
         blob_refs(json.loads(request), referenced)
+    for (packed,) in conn.execute("SELECT msg_packed FROM as_events WHERE msg_packed IS NOT NULL"):
+        referenced |= payload_refs(packed)
+    for (envelope,) in conn.execute(
+        "SELECT envelope FROM as_dead_letters WHERE envelope LIKE '%\"$blob\"%'"
+    ):
+        blob_refs(json.loads(envelope), referenced)
     conn.execute("DROP TABLE IF EXISTS temp.as_keep_blobs")
     conn.execute("CREATE TEMP TABLE as_keep_blobs (digest TEXT PRIMARY KEY)")
     conn.executemany("INSERT INTO temp.as_keep_blobs VALUES (?)", [(d,) for d in referenced])
@@ -55,14 +77,9 @@ class SqliteBlobs:
         if not blobs:
             return
         now = self._clock()
-        rows = [(digest, body, now, now) for digest, body in blobs.items()]
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO as_blobs (digest, body, created_at, used_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (digest) DO UPDATE SET used_at = excluded.used_at",
-                rows,
-            )
+            put_blobs(conn, blobs, now)
 
         await self.db.write(op)
 
@@ -77,10 +94,10 @@ class SqliteBlobs:
             for i in range(0, len(wanted), 500):
                 chunk = wanted[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                for digest, body in conn.execute(
-                    f"SELECT digest, body FROM as_blobs WHERE digest IN ({marks})", chunk
+                for digest, body, body_z in conn.execute(
+                    f"SELECT digest, body, body_z FROM as_blobs WHERE digest IN ({marks})", chunk
                 ):
-                    found[digest] = body
+                    found[digest] = str(unpacked(body, body_z))
             return found
 
         return await self.db.read(op)

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import sqlite3
 
-from agentstream.journal.tables import BLOBS, CORE, OUTBOX_LANES, SQLITE, WAITS, render
+from agentstream.journal.tables import (
+    BLOBS_PACKED,
+    CORE,
+    OUTBOX_LANES,
+    PACKED_COLUMNS,
+    SQLITE,
+    WAITS,
+    render,
+)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = ";".join(
     [
         "CREATE TABLE IF NOT EXISTS as_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
         render(CORE, SQLITE),
         render(OUTBOX_LANES, SQLITE),
-        render(BLOBS, SQLITE),
+        render(BLOBS_PACKED, SQLITE),
         render(WAITS, SQLITE),
     ]
 )
@@ -25,16 +33,42 @@ ADDED_EVENT_COLUMNS = (("msg_key", "BLOB"), ("msg_value", "BLOB"), ("msg_headers
 """Columns added to ``as_events`` after version 1 (a version-1 file gets them in place)."""
 
 
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _rebuild_blobs(conn: sqlite3.Connection) -> None:
+    """A file from before version 4: its blob table in the packed layout, rows kept as text.
+
+    The old table is WITHOUT ROWID with ``body NOT NULL``; the blob table is usually small next
+    to the events and steps, which keep their tables and only gain columns.
+    """
+    conn.execute("ALTER TABLE as_blobs RENAME TO as_blobs_v3")
+    conn.execute("DROP INDEX IF EXISTS as_blobs_used")
+    for statement in render(BLOBS_PACKED, SQLITE).split(";"):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO as_blobs (digest, body, created_at, used_at) "
+        "SELECT digest, body, created_at, used_at FROM as_blobs_v3"
+    )
+    conn.execute("DROP TABLE as_blobs_v3")
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Create the schema, or bring an older file up to :data:`SCHEMA_VERSION` in place."""
+    if "digest" in _columns(conn, "as_blobs") and "body_z" not in _columns(conn, "as_blobs"):
+        _rebuild_blobs(conn)
     # executescript() would COMMIT our group-commit transaction; run statements singly.
     for statement in SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
-    have = {r[1] for r in conn.execute("PRAGMA table_info(as_events)")}
+    have = _columns(conn, "as_events")
     for column, kind in ADDED_EVENT_COLUMNS:
         if column not in have:  # a version-1 file: add the columns, keep the rows
             conn.execute(f"ALTER TABLE as_events ADD COLUMN {column} {kind}")
+    for table, column in PACKED_COLUMNS:  # new files too: CORE is the released layout
+        if column not in _columns(conn, table):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} BLOB")
     conn.execute(
         "INSERT INTO as_meta (k, v) VALUES ('schema_version', ?) "
         "ON CONFLICT (k) DO UPDATE SET v = excluded.v",

@@ -8,8 +8,10 @@ from typing import Any
 
 from agentstream.event import OutgoingRecord, encode_headers
 from agentstream.journal.lifecycle import ClaimRow, fenced
+from agentstream.journal.packing import stored_message_values
 from agentstream.journal.records import EventMeta, EventState, StepRecord
 from agentstream.journal.rows import STEP_COLUMNS, step_from_row
+from agentstream.journal.sqlite.blobs import put_blobs
 
 _BOUND = 500
 """Most ids bound in one ``IN (...)`` (SQLite caps bound parameters)."""
@@ -51,13 +53,19 @@ def insert_fresh(
     until: float,
     now: float,
 ) -> None:
-    """Insert the rows of events seen for the first time, claimed under epoch 1."""
+    """Insert the rows of events seen for the first time, claimed under epoch 1.
+
+    A message value that splits into blob segments is stored so, its blobs in the same
+    transaction (:mod:`agentstream.journal.packing`).
+    """
+    values, blobs = stored_message_values(m.message for m in fresh.values())
+    put_blobs(conn, blobs, now)
     conn.executemany(
         "INSERT INTO as_events (agent, event_id, state, epoch, owner, lease_until, "
         'attempts, deliveries, event_key, topic, partition, "offset", timestamp_ms, '
         "input_hash, group_id, identity_source, created_at, updated_at, msg_key, "
-        "msg_value, msg_headers) "
-        "VALUES (?, ?, 'claimed', 1, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "msg_value, msg_headers, msg_packed) "
+        "VALUES (?, ?, 'claimed', 1, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 agent,
@@ -75,10 +83,11 @@ def insert_fresh(
                 now,
                 now,
                 None if m.message is None else m.message.key,
-                None if m.message is None else m.message.value,
+                value,
                 None if m.message is None else encode_headers(m.message.headers),
+                packed,
             )
-            for event_id, m in fresh.items()
+            for (event_id, m), (value, packed) in zip(fresh.items(), values, strict=True)
         ],
     )
 

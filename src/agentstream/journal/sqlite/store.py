@@ -158,7 +158,7 @@ class SqliteStore(SqliteOperations, SqliteBlobs, SqliteWaits, WaitReads, SqlJour
             fence(conn, agent, event_id, epoch, now)
             conn.execute(
                 f"INSERT OR REPLACE INTO as_steps (agent, event_id, {STEP_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 step_values(agent, event_id, epoch, step),
             )
 
