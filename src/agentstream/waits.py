@@ -19,18 +19,17 @@ suspends at the first one it reaches).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import Any, TypeVar, cast, overload
 
 import pydantic
 
+from agentstream.answers import answer_wait
 from agentstream.codec import fingerprint
-from agentstream.failures import AgentStreamError, StepNotRecorded
+from agentstream.failures import AgentStreamError
 from agentstream.journal.records import StepKind, StepRecord, StepStatus
 from agentstream.journal.waits import WAIT_SIGNAL, WAIT_TIMER, Wait, WaitJournal
 from agentstream.middleware import Middleware, WaitInput
-
-if TYPE_CHECKING:
-    from agentstream.context import Context
+from agentstream.step_journal import StepJournal
 
 T = TypeVar("T")
 
@@ -66,8 +65,8 @@ class Suspended(BaseException):
         self.step = step
 
 
-def _journal(ctx: Context) -> WaitJournal:
-    store = ctx._store
+def _journal(steps: StepJournal) -> WaitJournal:
+    store = steps.store
     if not isinstance(store, WaitJournal):
         raise AgentStreamError(f"the journal {store!r} cannot suspend events")
     return store
@@ -75,7 +74,7 @@ def _journal(ctx: Context) -> WaitJournal:
 
 @overload
 async def wait_for(
-    ctx: Context,
+    steps: StepJournal,
     name: str,
     *,
     timeout: float | None = ...,  # noqa: ASYNC109
@@ -86,7 +85,7 @@ async def wait_for(
 
 @overload
 async def wait_for(
-    ctx: Context,
+    steps: StepJournal,
     name: str,
     *,
     timeout: float | None = ...,  # noqa: ASYNC109
@@ -96,7 +95,7 @@ async def wait_for(
 
 
 async def wait_for(
-    ctx: Context,
+    steps: StepJournal,
     name: str,
     *,
     timeout: float | None = None,  # noqa: ASYNC109
@@ -108,28 +107,19 @@ async def wait_for(
     # The timeout is not part of the fingerprint: a deploy that changes it must not make the
     # events already waiting non-deterministic (their recorded deadline stands).
     fp = fingerprint(str(StepKind.WAIT), name, {"signal": name})
-    seq, rec = ctx._place(StepKind.WAIT, name, fp, None)
+    seq, rec = steps.place(StepKind.WAIT, name, fp, None)
     validate = _validator(schema)
-    if rec is not None and (rec.kind != StepKind.WAIT or rec.name != name or rec.fingerprint != fp):
-        raise StepNotRecorded(
-            f"step {seq}: the handler now waits for {name!r} where the journal recorded "
-            f"{rec.kind} {rec.name!r}; a wait is never re-decided"
-        )
+    rec = await steps.recorded(seq, StepKind.WAIT, name, fp, rec, doing=f"waits for {name!r}")
     if rec is not None and rec.status == StepStatus.DONE:
-        ctx.steps_replayed += 1
         return _answer(name, rec.result, validate, default)
-    if ctx._answers is not None:  # replay: a wait is answered from the record, never waited
-        found = ctx._answers.answer(StepKind.WAIT, name, fp)
-        if found is None or found.status != StepStatus.DONE:
-            raise StepNotRecorded(f"replay: the wait for {name!r} has no recorded signal")
-        await ctx._write(_done(seq, name, fp, request, found.result, found.started_at, ctx))
-        ctx.steps_replayed += 1
+    if steps.answers is not None:  # replay: a wait is answered from the record, never waited
+        found = answer_wait(steps.answers, name, fp)
+        await steps.write(_done(steps, seq, name, fp, request, found.result, found.started_at))
         return _answer(name, found.result, validate, default)
-    now = ctx._clock()
+    now = steps.clock()
     since = rec.started_at if rec is not None else now
     deadline = _deadline(rec, since, timeout)
-    step = _done(seq, name, fp, request, None, since, ctx)
-    step = _keyed(ctx, step)
+    step = steps.keyed(_done(steps, seq, name, fp, request, None, since))
 
     def check(data: Any) -> str | None:
         try:
@@ -138,56 +128,52 @@ async def wait_for(
             return f"does not match {getattr(schema, '__name__', schema)}: {exc}"
         return None
 
-    signal = await _journal(ctx).take_signal(ctx.agent, ctx.identity, ctx._epoch, name, step, check)
+    journal = _journal(steps)
+    signal = await journal.take_signal(steps.agent, steps.identity, steps.epoch, name, step, check)
     if signal is not None:
-        await _ended(ctx, WAIT_SIGNAL, name, "signalled", since)
+        await _ended(steps, WAIT_SIGNAL, name, "signalled", since)
         return validate(signal.data)
     if deadline is not None and now >= deadline:
         result = {"timeout": True, "deadline": deadline}
-        await ctx._write(_done(seq, name, fp, request, result, since, ctx))
-        await _ended(ctx, WAIT_SIGNAL, name, "timed_out", since)
+        await steps.write(_done(steps, seq, name, fp, request, result, since))
+        await _ended(steps, WAIT_SIGNAL, name, "timed_out", since)
         return _answer(name, result, validate, default)
-    started = _done(seq, name, fp, request, None, since, ctx)
+    started = _done(steps, seq, name, fp, request, None, since)
     started.status, started.finished_at = StepStatus.STARTED, None
     started.meta = {**step.meta, "deadline": deadline}
     raise Suspended(Wait(WAIT_SIGNAL, name, seq, deadline, since), started)
 
 
-async def sleep(ctx: Context, seconds: float) -> None:
+async def sleep(steps: StepJournal, seconds: float) -> None:
     """Sleep durably for ``seconds`` (see :meth:`Context.sleep`)."""
     request = {"sleep_s": seconds}
     fp = fingerprint(str(StepKind.SLEEP), "sleep", None)  # the recorded deadline stands
-    seq, rec = ctx._place(StepKind.SLEEP, "sleep", fp, None)
-    if rec is not None and (rec.kind != StepKind.SLEEP or rec.fingerprint != fp):
-        raise StepNotRecorded(
-            f"step {seq}: the handler now sleeps {seconds}s where the journal recorded "
-            f"{rec.kind} {rec.name!r}"
-        )
+    seq, rec = steps.place(StepKind.SLEEP, "sleep", fp, None)
+    rec = await steps.recorded(seq, StepKind.SLEEP, "sleep", fp, rec, doing=f"sleeps {seconds}s")
     if rec is not None and rec.status == StepStatus.DONE:
-        ctx.steps_replayed += 1
         return
-    if ctx._answers is not None:  # replay: a timer is taken as fired
-        await ctx._write(_done(seq, "sleep", fp, request, {"fired": True}, ctx._clock(), ctx))
+    if steps.answers is not None:  # replay: a timer is taken as fired
+        await steps.write(_done(steps, seq, "sleep", fp, request, {"fired": True}, steps.clock()))
         return
-    now = ctx._clock()
+    now = steps.clock()
     since = rec.started_at if rec is not None else now
     deadline = _deadline(rec, since, seconds)
     assert deadline is not None
     if now >= deadline:
         result = {"fired": True, "deadline": deadline}
-        await ctx._write(_done(seq, "sleep", fp, request, result, since, ctx))
-        await _ended(ctx, WAIT_TIMER, "sleep", "fired", since)
+        await steps.write(_done(steps, seq, "sleep", fp, request, result, since))
+        await _ended(steps, WAIT_TIMER, "sleep", "fired", since)
         return
-    started = _done(seq, "sleep", fp, request, None, since, ctx)
+    started = _done(steps, seq, "sleep", fp, request, None, since)
     started.status, started.finished_at = StepStatus.STARTED, None
     started.meta = {"deadline": deadline}
-    raise Suspended(Wait(WAIT_TIMER, "sleep", seq, deadline, since), _keyed(ctx, started))
+    raise Suspended(Wait(WAIT_TIMER, "sleep", seq, deadline, since), steps.keyed(started))
 
 
-async def _ended(ctx: Context, kind: str, name: str, phase: str, since: float) -> None:
-    if ctx._mw.wants(Middleware.on_wait):
-        waited = max(0.0, ctx._clock() - since)
-        await ctx._mw.on_wait(WaitInput(ctx.agent, ctx.event, kind, name, phase, waited))
+async def _ended(steps: StepJournal, kind: str, name: str, phase: str, since: float) -> None:
+    if steps.mw.wants(Middleware.on_wait):
+        waited = max(0.0, steps.clock() - since)
+        await steps.mw.on_wait(WaitInput(steps.agent, steps.event, kind, name, phase, waited))
 
 
 def _deadline(rec: StepRecord | None, since: float, timeout: float | None) -> float | None:
@@ -199,30 +185,10 @@ def _deadline(rec: StepRecord | None, since: float, timeout: float | None) -> fl
 
 
 def _done(
-    seq: int, name: str, fp: str, request: Any, result: Any, since: float, ctx: Context
+    steps: StepJournal, seq: int, name: str, fp: str, request: Any, result: Any, since: float
 ) -> StepRecord:
     kind = StepKind.SLEEP if "sleep_s" in request else StepKind.WAIT
-    return StepRecord(
-        seq=seq,
-        kind=kind,
-        name=name,
-        fingerprint=fp,
-        status=StepStatus.DONE,
-        request=request,
-        result=result,
-        started_at=since,
-        finished_at=ctx._clock(),
-    )
-
-
-def _keyed(ctx: Context, step: StepRecord) -> StepRecord:
-    """The step with its key in ``meta`` when its position does not give it."""
-    from agentstream.steps import STEP_KEY
-
-    key = ctx._steps.key_to_store(step.seq, step.name)
-    if key is not None:
-        step.meta = {**step.meta, STEP_KEY: key}
-    return step
+    return steps.done(seq, kind, name, fp, request, result, started_at=since)
 
 
 def _validator(schema: Any) -> Callable[[Any], Any]:

@@ -6,7 +6,7 @@ mode), and every write the executor and context make (steps, completion, failure
 letter) lands in memory, where the replay reads the outcome. Nothing reaches the live journal.
 
 Answers for steps with no record at their position come from a
-:class:`~agentstream.context.RecordedAnswers`: :class:`NothingRecorded` (recorded mode: execute
+:class:`~agentstream.answers.RecordedAnswers`: :class:`NothingRecorded` (recorded mode: execute
 nothing, so a divergent step fails the replay of that event) or :class:`JournalAnswers` (shadow
 mode: match recorded steps by kind, name and request fingerprint; let model calls and plain
 steps run; suppress effects).

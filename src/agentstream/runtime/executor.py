@@ -33,8 +33,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentstream.agent import AgentSpec, Ordering
+from agentstream.answers import RecordedAnswers
 from agentstream.codec import to_jsonable
-from agentstream.context import Context, RecordedAnswers
+from agentstream.context import Context
 from agentstream.current import running
 from agentstream.deadletter import build_envelope, dead_letter_record, format_traceback
 from agentstream.event import Event, Headers, payload_hash
