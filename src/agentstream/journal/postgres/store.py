@@ -62,6 +62,7 @@ from agentstream.journal.rows import (
 from agentstream.journal.shared import PostgresHome
 from agentstream.journal.sql import ClaimBatch, CompletionBatch, DeadLetterWrite, SqlJournal
 from agentstream.journal.wait_reads import WaitReads
+from agentstream.journal.wait_writes import WaitWrites
 
 if TYPE_CHECKING:
     from agentstream.sqlite_db import SqliteFiles
@@ -87,7 +88,7 @@ def _effects(
     } | outbox_arrays([o[2] for o in outputs])
 
 
-class PostgresStore(PostgresWaits, PostgresBlobs, WaitReads, SqlJournal):
+class PostgresStore(PostgresWaits, PostgresBlobs, WaitWrites, WaitReads, SqlJournal):
     """Journal in a PostgreSQL schema, shared by any number of worker processes and hosts.
 
     Args:

@@ -1,7 +1,8 @@
 """The PostgreSQL journal's writes for waiting events: suspend, signal, take a signal.
 
-A base class of :class:`~agentstream.journal.postgres.PostgresStore`. Each method is one
-transaction that first locks the event's row (``SELECT ... FOR UPDATE``), so a signal and a
+A base class of :class:`~agentstream.journal.postgres.PostgresStore` under
+:class:`~agentstream.journal.wait_writes.WaitWrites`, which decides what to write. Each method
+is one transaction that first locks the event's row (``SELECT ... FOR UPDATE``), so a signal and a
 suspension of the same event serialize: a signal that lands while the event suspends is seen
 by the suspension (the event is due at once) or finds the event waiting (and makes it due).
 A suspension that holds its key also takes the key's parking lock, as parking does. See
@@ -10,24 +11,15 @@ A suspension that holds its key also takes the key's parking lock, as parking do
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from agentstream.journal import lifecycle
 from agentstream.journal.postgres.database import Conn
 from agentstream.journal.postgres.operations import PostgresOperations
-from agentstream.journal.records import EventState, StepRecord
-from agentstream.journal.rows import STEP_COLUMNS, dumps, loads, step_values
-from agentstream.journal.waits import (
-    WAIT_SIGNAL,
-    SignalReceipt,
-    SignalRecord,
-    SignalStatus,
-    Wait,
-    decide_signal,
-    due_time,
-    signal_result,
-)
+from agentstream.journal.records import EventState
+from agentstream.journal.rows import STEP_COLUMNS, step_values
+from agentstream.journal.wait_writes import SignalTake, SignalWrite, Suspension
+from agentstream.journal.waits import WAIT_SIGNAL, SignalReceipt, SignalRecord, SignalStatus
 
 __all__ = ["PostgresWaits"]
 
@@ -61,29 +53,27 @@ class PostgresWaits(PostgresOperations):
         if row is None or row[0] != EventState.CLAIMED or row[1] != epoch:
             raise lifecycle.fenced(agent, event_id, epoch)
 
-    async def suspend(
-        self, agent: str, event_id: str, epoch: int, wait: Wait, step: StepRecord, key: str | None
-    ) -> None:
+    async def write_suspension(self, s: Suspension) -> None:
         """Write the wait step, set the event ``waiting`` and release its claim, atomically."""
-        now = self._clock()
 
         async def op(conn: Conn) -> None:
             async with conn.transaction():
-                if wait.holds_key:
-                    await self.lock_key(conn, agent, key)
-                await self._lock_claim(conn, agent, event_id, epoch)
-                cur = await conn.execute(self.q(_PENDING), (agent, event_id, wait.name))
-                signalled = wait.kind == WAIT_SIGNAL and bool(await cur.fetchall())
-                due = due_time(wait.deadline, signalled=signalled, now=now)
+                if s.wait.holds_key:
+                    await self.lock_key(conn, s.agent, s.key)
+                await self._lock_claim(conn, s.agent, s.event_id, s.epoch)
+                cur = await conn.execute(self.q(_PENDING), (s.agent, s.event_id, s.wait.name))
+                due = s.due(signalled=s.wait.kind == WAIT_SIGNAL and bool(await cur.fetchall()))
                 await conn.execute(
                     self.q(
                         "UPDATE {s}.as_events SET state = 'waiting', owner = NULL, "
                         "lease_until = %s, attempts = 0, updated_at = %s WHERE agent = %s "
                         "AND event_id = %s"
                     ),
-                    (due, now, agent, event_id),
+                    (due, s.now, s.agent, s.event_id),
                 )
-                await conn.execute(self.q(_UPSERT_STEP), step_values(agent, event_id, epoch, step))
+                await conn.execute(
+                    self.q(_UPSERT_STEP), step_values(s.agent, s.event_id, s.epoch, s.step)
+                )
                 await conn.execute(
                     self.q(
                         "INSERT INTO {s}.as_waits (agent, event_id, kind, name, seq, event_key, "
@@ -94,93 +84,54 @@ class PostgresWaits(PostgresOperations):
                         "holds_key = EXCLUDED.holds_key, since = EXCLUDED.since, "
                         "deadline = EXCLUDED.deadline, due_at = EXCLUDED.due_at"
                     ),
-                    (
-                        agent,
-                        event_id,
-                        wait.kind,
-                        wait.name,
-                        wait.seq,
-                        key,
-                        int(wait.holds_key),
-                        wait.since,
-                        wait.deadline,
-                        due,
-                    ),
+                    s.wait_row(due),
                 )
 
         await self.run(op)
 
-    async def take_signal(
-        self,
-        agent: str,
-        event_id: str,
-        epoch: int,
-        name: str,
-        step: StepRecord,
-        check: Callable[[Any], str | None],
-    ) -> SignalRecord | None:
+    async def write_signal_take(self, t: SignalTake) -> SignalRecord | None:
         """Consume the oldest acceptable pending signal and record the wait step, atomically."""
-        now = self._clock()
 
         async def op(conn: Conn) -> SignalRecord | None:
             async with conn.transaction():
-                await self._lock_claim(conn, agent, event_id, epoch)
-                cur = await conn.execute(self.q(_PENDING), (agent, event_id, name))
-                for row_id, signal_id, data, received_at in await cur.fetchall():
-                    value = loads(data)
-                    refused = check(value)
-                    if refused is not None:
-                        await conn.execute(
-                            self.q(
-                                "UPDATE {s}.as_signals SET status = 'rejected', note = %s "
-                                "WHERE id = %s"
-                            ),
-                            (refused[:2000], row_id),
-                        )
-                        continue
+                await self._lock_claim(conn, t.agent, t.event_id, t.epoch)
+                cur = await conn.execute(self.q(_PENDING), (t.agent, t.event_id, t.name))
+                pick = t.pick(await cur.fetchall())
+                for row_id, note in pick.refused:
+                    await conn.execute(
+                        self.q(
+                            "UPDATE {s}.as_signals SET status = 'rejected', note = %s WHERE id = %s"
+                        ),
+                        (note, row_id),
+                    )
+                if pick.taken is not None:
                     await conn.execute(
                         self.q(
                             "UPDATE {s}.as_signals SET status = 'consumed', consumed_at = %s "
                             "WHERE id = %s"
                         ),
-                        (now, row_id),
+                        (t.now, pick.taken.id),
                     )
-                    signal = SignalRecord(
-                        row_id,
-                        agent,
-                        event_id,
-                        name,
-                        signal_id,
-                        value,
-                        received_at,
-                        "consumed",
-                        now,
-                    )
-                    step.result = signal_result(signal)
                     await conn.execute(
-                        self.q(_UPSERT_STEP), step_values(agent, event_id, epoch, step)
+                        self.q(_UPSERT_STEP), step_values(t.agent, t.event_id, t.epoch, t.step)
                     )
-                    return signal
-                return None
+                return pick.taken
 
         return await self.run(op)
 
-    async def signal(
-        self, agent: str, event_id: str, name: str, data: Any, *, signal_id: str
-    ) -> SignalReceipt:
+    async def write_signal(self, w: SignalWrite) -> SignalReceipt:
         """Record a signal once per id; make its waiting event due."""
-        now = self._clock()
 
         async def op(conn: Conn) -> SignalReceipt:
             async with conn.transaction():
-                row = await self._lock_event(conn, agent, event_id)
+                row = await self._lock_event(conn, w.agent, w.event_id)
                 state = None if row is None else EventState(row[0])
                 cur = await conn.execute(
                     self.q(
                         "SELECT 1 FROM {s}.as_signals WHERE agent = %s AND event_id = %s "
                         "AND signal_id = %s"
                     ),
-                    (agent, event_id, signal_id),
+                    (w.agent, w.event_id, w.signal_id),
                 )
                 duplicate = await cur.fetchone() is not None
                 cur = await conn.execute(
@@ -188,16 +139,11 @@ class PostgresWaits(PostgresOperations):
                         "SELECT 1 FROM {s}.as_waits WHERE agent = %s AND event_id = %s "
                         "AND kind = %s AND name = %s"
                     ),
-                    (agent, event_id, WAIT_SIGNAL, name),
+                    (w.agent, w.event_id, WAIT_SIGNAL, w.name),
                 )
                 waits = await cur.fetchone() is not None
-                status = decide_signal(
-                    state,
-                    duplicate=duplicate,
-                    waits_for_it=state == EventState.WAITING and waits,
-                )
+                status = w.decide(state, duplicate=duplicate, waits=waits)
                 if status != SignalStatus.DUPLICATE:
-                    rejected = status == SignalStatus.REJECTED
                     # ON CONFLICT: two senders of one signal id at once on an unknown event
                     await conn.execute(
                         self.q(
@@ -205,16 +151,7 @@ class PostgresWaits(PostgresOperations):
                             "received_at, status, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                             "ON CONFLICT (agent, event_id, signal_id) DO NOTHING"
                         ),
-                        (
-                            agent,
-                            event_id,
-                            name,
-                            signal_id,
-                            dumps(data),
-                            now,
-                            "rejected" if rejected else "pending",
-                            f"event is {state}" if rejected else None,
-                        ),
+                        w.signal_row(status, state),
                     )
                 if status == SignalStatus.DELIVERED:
                     await conn.execute(
@@ -222,14 +159,14 @@ class PostgresWaits(PostgresOperations):
                             "UPDATE {s}.as_events SET lease_until = %s WHERE agent = %s "
                             "AND event_id = %s AND state = 'waiting'"
                         ),
-                        (now, agent, event_id),
+                        (w.now, w.agent, w.event_id),
                     )
                     await conn.execute(
                         self.q(
                             "UPDATE {s}.as_waits SET due_at = %s WHERE agent = %s AND event_id = %s"
                         ),
-                        (now, agent, event_id),
+                        (w.now, w.agent, w.event_id),
                     )
-                return SignalReceipt(status, signal_id, None if state is None else str(state))
+                return w.receipt(status, state)
 
         return await self.run(op)

@@ -38,6 +38,7 @@ from agentstream.journal.sqlite.statements import (
 )
 from agentstream.journal.sqlite.waits import SqliteWaits
 from agentstream.journal.wait_reads import WaitReads
+from agentstream.journal.wait_writes import WaitWrites
 from agentstream.sqlite_db import SqliteDatabase, sqlite_path
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 _CLAIMABLE_OUTBOX = claimable_outbox("", OUTBOX_COLUMNS)
 
 
-class SqliteStore(SqliteOperations, SqliteBlobs, SqliteWaits, WaitReads, SqlJournal):
+class SqliteStore(SqliteOperations, SqliteBlobs, SqliteWaits, WaitWrites, WaitReads, SqlJournal):
     """Journal in a SQLite file (WAL mode), shareable by several worker processes.
 
     Args:
