@@ -27,6 +27,7 @@ from agentstream.formats.base import bind_to_broker
 from agentstream.journal.records import StepRecord
 from agentstream.runtime.executor import Executor
 from agentstream.runtime.intake import interpret
+from agentstream.runtime.keeper import LeaseKeeper
 from agentstream.runtime.worker import AgentWorker
 from agentstream.sqlite_db import sqlite_path
 from agentstream.transports.embedded import read_topic
@@ -210,7 +211,21 @@ async def run_agent(
             group=app.group_of(spec),
             lease_s=app.config.lease_s,
         )
-        outcome = await executor.process(event)
+        # Renewed as in a worker, from its own thread: a run longer than the lease (a slow
+        # framework agent on a loaded machine) keeps its claim.
+        keeper = LeaseKeeper(
+            spec.name,
+            executor.leases,
+            lambda: app.backends().store(),
+            asyncio.get_running_loop(),
+            on_stall=lambda _seconds: None,
+            stall_threshold_s=app.config.loop_stall_s,
+        )
+        await asyncio.to_thread(keeper.start)
+        try:
+            outcome = await executor.process(event)
+        finally:
+            await asyncio.to_thread(keeper.stop)
         record = await store.get_event(spec.name, event.identity)
         letters = [
             d

@@ -158,12 +158,11 @@ async def test_a_record_with_an_unknown_schema_id_is_a_poison_dead_letter_with_i
 
 
 async def test_avro_in_and_out_on_kafka_with_registry_credentials_in_the_url(
-    registry, kafka_bootstrap, tmp_path
+    registry, kafka_bootstrap, tmp_path, name
 ):
     # Given an agent on Kafka reading Avro and writing Avro, the registry named with credentials
     url, state = registry
     authed = url.replace("http://", "http://svc:s3cret@")
-    name = f"sr{tmp_path.name[-8:]}".replace("_", "").lower()
     app = agentstream.App(
         name,
         broker=f"kafka://{kafka_bootstrap}?{KAFKA_TEST_SETTINGS}",
@@ -204,11 +203,10 @@ async def test_avro_in_and_out_on_kafka_with_registry_credentials_in_the_url(
 
 @pytest.mark.parametrize("fmt", ["json", "protobuf"])
 async def test_the_registry_named_in_the_broker_url_serves_decoder_and_encoder(
-    fmt, registry, kafka_bootstrap, tmp_path
+    fmt, registry, kafka_bootstrap, tmp_path, name
 ):
     # Given a Kafka broker URL that also names the registry (and its credentials)
     url, state = registry
-    name = f"su{tmp_path.name[-8:]}".replace("_", "").lower()
     broker = (
         f"kafka://{kafka_bootstrap}?{KAFKA_TEST_SETTINGS}&schema.registry.url={url}"
         "&schema.registry.basic.auth.user.info=svc:s3cret"

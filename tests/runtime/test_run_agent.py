@@ -35,3 +35,23 @@ async def test_run_agent_shows_the_dead_letter_of_bad_input(db_url):
     run = await run_agent(app, "strict", b"{not json", headers={"id": "bad-1"})
     assert run.outcome == "dead_lettered" and run.state == "dead"
     assert run.dead_letter is not None and run.dead_letter["failure_class"] == "poison"
+
+
+async def test_run_agent_keeps_the_claim_of_a_run_longer_than_the_lease(db_url):
+    # Given an agent whose run outlasts its 0.6 s lease (a slow framework agent, a busy machine)
+    import asyncio
+
+    from agentstream import RuntimeConfig
+
+    app = make_app(db_url)
+    app.config = RuntimeConfig(lease_s=0.6, session_timeout_s=2.0, heartbeat_s=0.2)
+
+    @app.agent(source="tickets", identity=lambda t: t.ticket_id)
+    async def slow(ctx: Context, t: Ticket) -> str:
+        await asyncio.sleep(1.5)
+        return await ctx.step("after", lambda: "done")
+
+    # When it runs through run_agent
+    run = await run_agent(app, "slow", Ticket(ticket_id="T1", customer_id="c1"))
+    # Then its lease was renewed as in a worker, and the run completed
+    assert (run.outcome, run.result) == ("completed", "done")
