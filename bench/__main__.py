@@ -19,6 +19,7 @@ BENCHMARKS = {
     "bench_kafka": ([], ["--events", "5000", "--llm-events", "400"]),
     "bench_pause": ([], ["--rounds", "3"]),
     "bench_storage": ([], ["--events", "500"]),
+    "bench_status": ([], ["--events", "5000"]),
     "bench_replay": ([], ["--events", "5000"]),
     "bench_sqs": ([], ["--events", "500"]),
     "bench_integrations": ([], ["--calls", "100"]),

@@ -93,7 +93,7 @@ async def test_a_version_3_sqlite_journal_opens_reads_and_replays(tmp_path, monk
     finally:
         await store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT v FROM as_meta WHERE k = 'schema_version'").fetchone() == ("4",)
+    assert conn.execute("SELECT v FROM as_meta WHERE k = 'schema_version'").fetchone() == ("5",)
     # old rows kept their layout; the new ones hold one copy of the text, in a shared blob
     old_values = conn.execute(
         "SELECT COUNT(*) FROM as_events WHERE event_id LIKE 'old%' AND msg_value IS NOT NULL "

@@ -46,4 +46,4 @@ async def test_a_version_one_journal_is_migrated_in_place(tmp_path):
     conn = sqlite3.connect(path)
     version = conn.execute("SELECT v FROM as_meta WHERE k = 'schema_version'").fetchone()[0]
     conn.close()
-    assert version == "4"
+    assert version == "5"

@@ -46,6 +46,7 @@ from agentstream.journal.rows import (
     parked_from_row,
     step_from_row,
 )
+from agentstream.journal.tables import UNPRICED_LLM
 
 PACKED_AT = EVENT_COLUMNS.count(",")
 """Index of ``msg_packed``, the last of :data:`EVENT_COLUMNS`."""
@@ -58,6 +59,8 @@ class JournalReads:
 
     prefix: str = ""
     """What stands before a table's name in a query (``"{s}."`` for a PostgreSQL schema)."""
+    percent: str = "%"
+    """A literal ``%`` in a query (``%%`` for psycopg, which reads ``%`` as a marker)."""
 
     async def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one query written with ``?`` markers."""
@@ -245,8 +248,17 @@ class JournalReads:
         return [parked_from_row(r) for r in await self.select(sql, args)]
 
     async def agents(self) -> list[str]:
-        """Every agent with at least one event in the journal, sorted."""
-        sql = f"SELECT DISTINCT agent FROM {self.prefix}as_events ORDER BY agent"
+        """Every agent with at least one event in the journal, sorted.
+
+        A loose index scan: one index probe per agent (the next agent after the last), not a
+        pass over every event.
+        """
+        p = self.prefix
+        sql = (
+            f"WITH RECURSIVE a(agent) AS (SELECT MIN(agent) FROM {p}as_events UNION ALL "
+            f"SELECT (SELECT MIN(e.agent) FROM {p}as_events e WHERE e.agent > a.agent) FROM a "
+            "WHERE a.agent IS NOT NULL) SELECT agent FROM a WHERE agent IS NOT NULL"
+        )
         rows = await self.select(sql)
         return [str(r[0]) for r in rows]
 
@@ -263,15 +275,22 @@ class JournalReads:
 
     async def unpriced_calls(self) -> dict[tuple[str, str], int]:
         """Model calls journaled as unpriced (cost 0), per agent and model."""
-        sql = f"SELECT agent, meta FROM {self.prefix}as_steps WHERE kind = 'llm' AND meta LIKE ?"
+        # the condition as written in the partial index (a bound pattern would not match it)
+        where = UNPRICED_LLM.replace("%", self.percent)
+        sql = f"SELECT agent, meta FROM {self.prefix}as_steps WHERE {where}"
         out: dict[tuple[str, str], int] = {}
-        for agent, meta in await self.select(sql, ('%"cost_source":"unpriced"%',)):
+        for agent, meta in await self.select(sql):
             model = str(json.loads(meta).get("model") or "?")
             out[(str(agent), model)] = out.get((str(agent), model), 0) + 1
         return out
 
     async def counts(self, agent: str | None = None) -> dict[str, int]:
-        """Events per state, plus dead letters (all and open), parked and pending outbox."""
+        """Events per state, plus dead letters (all and open), parked and pending outbox.
+
+        The state counts of an agent are an index-only scan of ``as_events_state`` (agent,
+        state); on PostgreSQL one that reads the table's pages only where the visibility map
+        is not set yet (the pages autovacuum has not reached).
+        """
         cond, args = ("", ()) if agent is None else ("AND agent = ?", (agent,))
         p = self.prefix
         sql = (

@@ -15,12 +15,15 @@ __all__ = [
     "BLOBS",
     "BLOBS_PACKED",
     "CORE",
+    "EVENTS_AUTOVACUUM",
     "OUTBOX_LANES",
     "PACKED",
     "PACKED_BLOB_BODIES",
     "PACKED_COLUMNS",
     "POSTGRES",
     "SQLITE",
+    "STATUS",
+    "UNPRICED_LLM",
     "WAITS",
     "Dialect",
     "render",
@@ -276,3 +279,30 @@ CREATE INDEX {ine}as_signals_event ON {p}as_signals (agent, event_id, name, stat
 """
 """Waiting events (one row per suspended event: what it waits for, until when, whether it
 holds its key) and the signals sent to events (see :mod:`agentstream.journal.waits`)."""
+
+
+UNPRICED_LLM = "kind = 'llm' AND meta LIKE '%\"cost_source\":\"unpriced\"%'"
+"""The LLM steps journaled as unpriced: the condition of :data:`STATUS` and of the query that
+counts them (the same text, so both planners answer the query from the partial index)."""
+
+STATUS = (
+    f"CREATE INDEX IF NOT EXISTS as_steps_unpriced ON {{p}}as_steps (agent) WHERE {UNPRICED_LLM};"
+    "CREATE INDEX IF NOT EXISTS as_events_waiting ON {p}as_events (agent, event_id) "
+    "WHERE state = 'waiting'"
+)
+"""What ``agentstream status`` reads without a scan. The state counts come from
+``as_events_state`` (agent, state) as index-only scans and the agent list from a loose index
+scan of it; the unpriced model calls, a condition on the step's meta, and the waiting events it
+lists (``state`` is the second column of ``as_events_state``) need these partial indexes, each
+holding only the rows it finds (where the queries read every step, or every entry of the
+index). ``IF NOT EXISTS`` on both backends: an operator may build them beforehand with
+``CREATE INDEX CONCURRENTLY``."""
+
+EVENTS_AUTOVACUUM = (
+    "ALTER TABLE {p}as_events SET (autovacuum_vacuum_scale_factor = 0.05, "
+    "autovacuum_vacuum_insert_scale_factor = 0.05)"
+)
+"""PostgreSQL only: vacuum the events table after 5% of its rows changed or arrived (the
+default is 20%). An index-only scan reads a table page only when the visibility map does not
+mark it all-visible, and vacuum is what sets those marks, so the state counts of a large
+journal stay out of the table (and its dead row versions are reclaimed sooner)."""

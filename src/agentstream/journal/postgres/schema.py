@@ -21,9 +21,11 @@ import psycopg
 from agentstream.journal.tables import (
     BLOBS,
     CORE,
+    EVENTS_AUTOVACUUM,
     OUTBOX_LANES,
     PACKED,
     POSTGRES,
+    STATUS,
     WAITS,
     render,
 )
@@ -49,6 +51,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         5,
         "packed values: payload segments, compressed step results and blob bodies",
         render(PACKED, POSTGRES),
+    ),
+    (
+        6,
+        "status without scans: unpriced model calls, waiting events, events autovacuum",
+        render(STATUS + ";" + EVENTS_AUTOVACUUM, POSTGRES),
     ),
 )
 """``(version, name, statements)``; ``{s}`` in the statements is the quoted schema name."""

@@ -101,6 +101,7 @@ class PostgresStore(PostgresWaits, PostgresBlobs, WaitWrites, WaitReads, SqlJour
     """
 
     prefix = "{s}."
+    percent = "%%"
 
     def shared_home(self) -> PostgresHome:
         """Shared state lives in this journal's database and schema."""

@@ -10,11 +10,12 @@ from agentstream.journal.tables import (
     OUTBOX_LANES,
     PACKED_COLUMNS,
     SQLITE,
+    STATUS,
     WAITS,
     render,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = ";".join(
     [
@@ -23,6 +24,7 @@ SCHEMA = ";".join(
         render(OUTBOX_LANES, SQLITE),
         render(BLOBS_PACKED, SQLITE),
         render(WAITS, SQLITE),
+        render(STATUS, SQLITE),
     ]
 )
 """Every table and index, created if missing (:mod:`agentstream.journal.tables` in SQLite's
