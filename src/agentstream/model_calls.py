@@ -36,8 +36,8 @@ from agentstream.journal.blobs import compact_request
 from agentstream.journal.records import StepKind, StepRecord
 from agentstream.llm.base import LLMProvider, LLMRequest, LLMResponse
 from agentstream.llm.breaker import CircuitBreaker
+from agentstream.llm.chat_format import chat_body
 from agentstream.llm.tokens import estimate_prompt_tokens
-from agentstream.llm.wire import chat_body
 from agentstream.middleware import (
     LLMCallInput,
     LLMCallOutput,

@@ -9,7 +9,7 @@ again; the steps before the wait replay from the journal, and the wait returns t
 signal (or times out) as every later replay will.
 
 Signals are sent with ``agentstream signal``, :meth:`agentstream.App.signal` or a signal
-source (:func:`agentstream.signals.signal_source`), all through
+source (:func:`agentstream.signal_sources.signal_source`), all through
 :func:`agentstream.journal.signals.send_signal`; each is applied once per signal id.
 
 Waits in one event happen one at a time (a handler that awaits two waits concurrently

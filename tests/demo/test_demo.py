@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from agentstream.demo.runner import DemoSettings, render, run_demo
+from agentstream.demo.orchestrator import DemoSettings, render, run_demo
 
 
 async def test_the_demo_shows_the_naive_consumer_failing_and_agentstream_holding(tmp_path):

@@ -13,7 +13,7 @@ from agentstream.cli import cli
 from agentstream.journal.records import EventState, StepKind
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.llm.simulator import CallLog
-from agentstream.signals import signal_source
+from agentstream.signal_sources import signal_source
 from agentstream.testing import AppHarness
 from tests.ops.apps import cli_run, wait_for
 from tests.waits.apps import Refund, make_app, paid

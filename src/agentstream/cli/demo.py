@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from agentstream.cli._app import cli, console, fail
-from agentstream.demo.runner import DemoSettings, render, run_demo
+from agentstream.demo.orchestrator import DemoSettings, render, run_demo
 
 SIMULATOR_MODEL = "sim-1"
 

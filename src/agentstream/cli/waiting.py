@@ -1,7 +1,7 @@
 """``agentstream signal``, and how waiting events and signals are shown by status and journal.
 
 ``agentstream signal APP AGENT EVENT_ID NAME --data JSON`` sends a signal to an event of an
-app's agent (through :func:`agentstream.signals.send_signal`, as ``app.signal`` does): the
+app's agent (through :func:`agentstream.signal_sources.send_signal`, as ``app.signal`` does): the
 journal is the app's (or ``--store``'s). Exit code 0 when the signal was delivered, kept for a
 later wait or was a duplicate; 1, with one ``error:`` line, when the event is finished (the
 signal is recorded as rejected) or unknown (the signal is kept in case it arrives).

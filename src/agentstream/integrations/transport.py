@@ -3,7 +3,7 @@
 :class:`JournaledTransport` is an ``httpx`` transport (the SDKs' ``httpx2``) for the clients of
 the ``openai`` and ``anthropic`` SDKs, and of every framework built on them. It recognises
 model-API requests (chat completions, the Responses API, Anthropic Messages; see
-:mod:`agentstream.integrations.wire`) and hands each to the running event's
+:mod:`agentstream.integrations.traffic`) and hands each to the running event's
 :class:`~agentstream.context.Context` as a journaled model call, through the same pipeline as
 ``ctx.llm``: budgets, admission control (RPM/TPM, AIMD concurrency), ``Retry-After`` waits on 429,
 usage and cost accounting, transcripts, tracing and metrics. Then:
@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 from agentstream.current import current_context, maybe_current_context
 from agentstream.failures import TransientError
 from agentstream.integrations._http import httpx
-from agentstream.integrations.wire import ModelAPI, model_api, request_of, summarize
+from agentstream.integrations.traffic import ModelAPI, model_api, request_of, summarize
 from agentstream.llm.base import LLMRequest, LLMResponse
+from agentstream.llm.chat_format import error_for_status, rate_limit_snapshot
 from agentstream.llm.openai_provider import IDEMPOTENCY_HEADER, idempotency_key
 from agentstream.llm.pricing import PriceTable, cost_of_answer
-from agentstream.llm.wire import error_for_status, rate_limit_snapshot
 
 if TYPE_CHECKING:
     from agentstream.context import Context

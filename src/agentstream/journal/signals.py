@@ -1,7 +1,7 @@
 """Sending a signal to a waiting event: the one path every sender takes.
 
 ``agentstream signal``, :meth:`agentstream.App.signal`, ``ctx.signal`` and a signal source
-(:func:`agentstream.signals.signal_source`) all call :func:`send_signal`, which records the
+(:func:`agentstream.signal_sources.signal_source`) all call :func:`send_signal`, which records the
 signal in the journal once per signal id (see :mod:`agentstream.journal.waits`) and says what
 became of it. A signal without an id gets one from its name and data (:func:`signal_id_of`),
 so sending the same approval twice counts once; give distinct ids to signals that are meant to
@@ -32,7 +32,7 @@ __all__ = [
     "signal_id_of",
 ]
 
-log = logging.getLogger("agentstream.signals")
+log = logging.getLogger("agentstream.signal_sources")
 
 
 def signal_id_of(name: str, data: Any) -> str:

@@ -36,9 +36,9 @@ from agentstream.failures import (
     RateLimitedError,
 )
 from agentstream.llm.base import LLMRequest, LLMResponse, RateLimitSnapshot, ToolCall, Usage
+from agentstream.llm.chat_format import parse_retry_after
 from agentstream.llm.openai_provider import IDEMPOTENCY_HEADER, idempotency_key
 from agentstream.llm.pricing import PriceTable, cost_of_answer
-from agentstream.llm.wire import parse_retry_after
 
 if TYPE_CHECKING:
     import anthropic  # the SDK is imported when a provider is made: it takes a second

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from agentstream.failures import ProviderTimeout, ProviderUnavailable
 from agentstream.llm.base import LLMRequest, LLMResponse
+from agentstream.llm.chat_format import error_for_status, rate_limit_snapshot, response_from_chat
 from agentstream.llm.pricing import PriceTable, cost_of_answer
-from agentstream.llm.wire import error_for_status, rate_limit_snapshot, response_from_chat
 
 if TYPE_CHECKING:
     import openai  # the SDK is imported when a provider is made: it takes a second

@@ -2,7 +2,7 @@
 
 Replay builds the same :class:`~agentstream.runtime.executor.Executor` a worker uses and feeds
 it events from the journal (:mod:`agentstream.replay.source`) instead of a transport, with a
-:class:`~agentstream.replay.journal.ReplayJournal` in place of the live journal:
+:class:`~agentstream.replay.recorded_journal.ReplayJournal` in place of the live journal:
 
 * **recorded** mode hands the executor each event's recorded steps and no model: outputs are
   rebuilt from the journal and compared byte for byte with the recorded outbox (topic, key,
@@ -33,7 +33,7 @@ from agentstream.journal.records import EventRecord, ShadowResult, ShadowRun, St
 from agentstream.journal.store import Store
 from agentstream.llm.base import LLMProvider
 from agentstream.middleware import Middleware, MiddlewareStack, ProcessOutcome
-from agentstream.replay.journal import JournalAnswers, NothingRecorded, ReplayJournal
+from agentstream.replay.recorded_journal import JournalAnswers, NothingRecorded, ReplayJournal
 from agentstream.replay.source import (
     RecordedPage,
     Selection,

@@ -136,7 +136,7 @@ class Executor:
         self._rng = rng or random.Random()
         self._answers = answers
         self._rate_limit_retry = rate_limit_retry
-        self.journal = JournalBatcher(store, spec.name, owner=owner, lease_s=lease_s)
+        self.batcher = JournalBatcher(store, spec.name, owner=owner, lease_s=lease_s)
         self.leases = LeaseBook(lease_s)
         self.user_code = user_code or UserCode()
         self._on_outputs = on_outputs
@@ -232,7 +232,7 @@ class Executor:
         ctx: Context | None = None
         failure_class: str | None = None
         error: BaseException | None = None
-        claim = await self.journal.claim(
+        claim = await self.batcher.claim(
             event.identity,
             EventMeta(
                 key=event.key,
@@ -368,7 +368,7 @@ class Executor:
                 else None,
                 version=event.version,
             )
-            await self.journal.complete(identity, epoch, completion)
+            await self.batcher.complete(identity, epoch, completion)
             if outputs and self._on_outputs is not None:
                 self._on_outputs()
             if self.mw.wants(Middleware.after_complete):

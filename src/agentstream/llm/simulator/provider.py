@@ -8,14 +8,14 @@ from pathlib import Path
 
 from agentstream.failures import ProviderTimeout
 from agentstream.llm.base import LLMRequest, LLMResponse
-from agentstream.llm.pricing import PriceTable, cost_of_answer
-from agentstream.llm.simulator.model import CallLog, LLMSimulator, SimulatorConfig
-from agentstream.llm.wire import (
+from agentstream.llm.chat_format import (
     chat_body,
     error_for_status,
     rate_limit_snapshot,
     response_from_chat,
 )
+from agentstream.llm.pricing import PriceTable, cost_of_answer
+from agentstream.llm.simulator.model import CallLog, LLMSimulator, SimulatorConfig
 
 
 class SimulatedProvider:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SignalMessage", "signal_source"]
 
-log = logging.getLogger("agentstream.signals")
+log = logging.getLogger("agentstream.signal_sources")
 
 
 class SignalMessage(BaseModel):

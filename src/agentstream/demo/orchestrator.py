@@ -224,7 +224,7 @@ async def run_demo(settings: DemoSettings, console: Console) -> list[ConsumerRes
                     "-m",
                     "agentstream",
                     "run",
-                    "agentstream.demo.app:app",
+                    "agentstream.demo.triage_app:app",
                     "--log-level",
                     "ERROR",
                 ],
