@@ -54,7 +54,7 @@ from agentstream.llm import (
 from agentstream.middleware import Middleware
 from agentstream.observability import observe
 from agentstream.testing import AppHarness
-from agentstream.waits import WaitTimeout
+from agentstream.wait_steps import WaitTimeout
 
 __version__ = "0.1.0"
 

@@ -9,7 +9,7 @@ effect: an unanswered effect is suppressed and returns None. A wait is answered 
 recorded signal or timeout, never waited for; a timer is taken as fired.
 
 These are the decisions; :mod:`agentstream.step_journal`, :mod:`agentstream.effects` and
-:mod:`agentstream.waits` write what they decide into the replay's journal.
+:mod:`agentstream.wait_steps` write what they decide into the replay's journal.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
 - :mod:`agentstream.effects`: ``ctx.effect``, the intent ledger;
 - :mod:`agentstream.model_calls`: ``ctx.llm``, the model-call pipeline (budget, breaker,
   admission, the 429 wait loop);
-- :mod:`agentstream.waits`: ``ctx.wait_for`` and ``ctx.sleep``; signals go out through
+- :mod:`agentstream.wait_steps`: ``ctx.wait_for`` and ``ctx.sleep``; signals go out through
   :func:`agentstream.journal.signals.send_signal`;
 - :mod:`agentstream.answers`: what a replay answers for a step with no record.
 
@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentstream import waits
+from agentstream import wait_steps
 from agentstream.agent import AgentSpec
 from agentstream.answers import RecordedAnswers
 from agentstream.codec import return_adapter, to_jsonable
@@ -302,7 +302,7 @@ class Context:
         *,
         timeout: float | None = None,  # noqa: ASYNC109  (the wait's deadline)
         schema: Any = None,
-        default: Any = waits.MISSING,
+        default: Any = wait_steps.MISSING,
     ) -> Any:
         """Wait for the signal ``name`` sent to this event, without holding anything meanwhile.
 
@@ -322,7 +322,7 @@ class Context:
         Returns:
             The signal's data, validated.
         """
-        return await waits.wait_for(
+        return await wait_steps.wait_for(
             self._steps, name, timeout=timeout, schema=schema, default=default
         )
 
@@ -354,7 +354,7 @@ class Context:
         The timer starts the first time the handler gets here and survives restarts; the
         sleep is a journaled step, so a resumed or replayed handler passes it at once.
         """
-        await waits.sleep(self._steps, seconds)
+        await wait_steps.sleep(self._steps, seconds)
 
     async def now(self) -> float:
         """Wall-clock seconds, recorded once per event (replay-safe)."""

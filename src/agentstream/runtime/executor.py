@@ -76,7 +76,7 @@ from agentstream.outcomes import DeliveryOutcome, Done, Outcome, RetryLater
 from agentstream.runtime.batcher import JournalBatcher
 from agentstream.runtime.leases import LeaseBook
 from agentstream.usercode import UserCode
-from agentstream.waits import Suspended
+from agentstream.wait_steps import Suspended
 
 if TYPE_CHECKING:
     from agentstream.llm.admission import RateLimitRetry
