@@ -3,7 +3,7 @@
 ZOMBIE_BROKER, ZOMBIE_STORE   broker and journal URLs
 ZOMBIE_WORLD, ZOMBIE_CALLS    world file and simulator call log
 ZOMBIE_LEASE_S, ZOMBIE_SESSION_S   claim lease and consumer session timeout
-ZOMBIE_SOURCE, ZOMBIE_OUTPUT   topic names
+ZOMBIE_SOURCE, ZOMBIE_OUTPUT   topic names (the consumer group is named after the source)
 
 The hold is a synchronous ``ctx.step`` (it runs in the worker's thread pool) that waits at a
 gate the test opens: the first execution waits at ``hold``, the one that takes over at
@@ -61,6 +61,9 @@ app = App(
     key=lambda t: t.customer_id,
     identity=lambda t: t.ticket_id,
     output=env("ZOMBIE_OUTPUT", "decisions"),
+    # One consumer group per run (named after its topic): a long-lived broker keeps the
+    # members of an earlier run's group, killed ones included, for their session.
+    group=f"zombie.{env('ZOMBIE_SOURCE', 'tickets')}",
     dead_letter="tickets.dlq",
     retry=Retry(attempts=10, backoff_initial=0.05, backoff_max=0.5),
 )
