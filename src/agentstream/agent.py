@@ -183,21 +183,40 @@ class AgentSpec:
         Returns:
             The decoder's result, its payload validated.
 
+        A tombstone (a null value) that the decoder hands on as None is the payload None when
+        the input type accepts None (``Ticket | None``, ``Any`` or no annotation); otherwise it
+        is poison with a reason that says so.
+
         Raises:
             OversizedPayload: The value is larger than ``max_payload_bytes``.
             UndecodablePayload: The bytes are not valid text or JSON, or not what the decoder
                 reads.
-            SchemaInvalidPayload: The data does not satisfy the input model.
+            SchemaInvalidPayload: The data does not satisfy the input model, or the message is
+                a tombstone and the input type does not accept None.
         """
-        if len(message.value) > self.max_payload_bytes:
+        size = 0 if message.value is None else len(message.value)
+        if size > self.max_payload_bytes:
             raise OversizedPayload(
-                f"payload of {len(message.value)} bytes exceeds the agent's limit of "
+                f"payload of {size} bytes exceeds the agent's limit of "
                 f"{self.max_payload_bytes} bytes"
             )
         decoded = self.decoder.decode(message)
-        return Decoded(
-            self._parse(decoded.payload), decoded.identity, decoded.key, decoded.attributes
-        )
+        if message.value is None and decoded.payload is None:
+            self._check_tombstone()
+            payload = None
+        else:
+            payload = self._parse(decoded.payload)
+        return Decoded(payload, decoded.identity, decoded.key, decoded.attributes)
+
+    def _check_tombstone(self) -> None:
+        try:
+            _validate_data(self.input_type, None)
+        except SchemaInvalidPayload as exc:
+            name = getattr(self.input_type, "__name__", str(self.input_type))
+            raise SchemaInvalidPayload(
+                f"a tombstone (null value) and the payload type {name} does not accept None: "
+                f"annotate the payload `{name} | None` to receive tombstones as None"
+            ) from exc
 
     def _parse(self, value: Any) -> Any:
         target = self.input_type

@@ -5,8 +5,9 @@ to understand and redrive a failure: the original bytes untouched, where they ca
 failure, the attempts, and the agent's journal (each model call's output, effects done,
 idempotency keys issued, cost so far).
 
-The record published to the dead-letter topic keeps the original key and value bytes and puts
-the context in headers, following the Kafka Connect (``__connect.errors.*``) and Spring Kafka
+The record published to the dead-letter topic keeps the original key and value bytes (a
+tombstone stays a tombstone: ``value_b64`` is null in the envelope) and puts the context in
+headers, following the Kafka Connect (``__connect.errors.*``) and Spring Kafka
 (``kafka_dlt-*``) conventions, plus ``agentstream-*`` headers for what they lack.
 """
 
@@ -89,7 +90,7 @@ def build_envelope(
         },
         "original": {
             "key_b64": None if msg.key is None else base64.b64encode(msg.key).decode(),
-            "value_b64": base64.b64encode(msg.value).decode(),
+            "value_b64": None if msg.value is None else base64.b64encode(msg.value).decode(),
             "headers": [[k, base64.b64encode(v).decode()] for k, v in msg.headers],
         },
         "failure_class": failure_class,

@@ -47,7 +47,8 @@ class Message:
         partition: Source partition (0 for queues without partitions).
         offset: Position in the partition; for queues, a per-receipt sequence number.
         key: Record key bytes, if any.
-        value: Record value bytes, untouched.
+        value: Record value bytes, untouched; None for a tombstone (a Kafka record with a null
+            value, a delete on a compacted topic), which is not the same as empty bytes.
         headers: Record headers in their original order.
         timestamp_ms: Broker or producer timestamp, milliseconds since the epoch.
         receipt: Transport-specific handle needed to acknowledge (SQS receipt handle).
@@ -66,7 +67,7 @@ class Message:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: Headers = ()
     timestamp_ms: int = 0
     receipt: Any = None
@@ -114,7 +115,7 @@ class OutgoingRecord:
     Attributes:
         topic: Destination topic or queue.
         key: Record key bytes.
-        value: Record value bytes.
+        value: Record value bytes; None publishes a tombstone (see :class:`Message`).
         headers: Headers to attach.
         dedupe_id: Deterministic id of this record (event identity and output number); backends
             that can deduplicate (the embedded log, SQS FIFO) use it, all others carry it in the
@@ -123,7 +124,7 @@ class OutgoingRecord:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: Headers = ()
     dedupe_id: str | None = None
 
@@ -279,9 +280,16 @@ def derive_key(
     return identity
 
 
-def payload_hash(value: bytes) -> str:
-    """SHA-256 of the payload bytes, recorded with every decision as the input hash."""
-    return hashlib.sha256(value).hexdigest()
+TOMBSTONE_HASH = "tombstone"
+"""The input hash of a tombstone (never a SHA-256 hex digest, so never that of any bytes)."""
+
+
+def payload_hash(value: bytes | None) -> str:
+    """SHA-256 of the payload bytes, recorded with every decision as the input hash.
+
+    A tombstone (None) hashes to :data:`TOMBSTONE_HASH`, not to the digest of empty bytes.
+    """
+    return TOMBSTONE_HASH if value is None else hashlib.sha256(value).hexdigest()
 
 
 def encode_headers(headers: Headers) -> str:

@@ -26,11 +26,11 @@ tracing are middleware.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
 from agentstream.agent import AgentSpec
+from agentstream.event import payload_hash
 from agentstream.failures import RateLimitedError
 from agentstream.journal.blobs import compact_request
 from agentstream.journal.records import StepKind, StepRecord
@@ -245,7 +245,7 @@ class ModelCalls:
             )
 
     def _input_hash(self) -> str:
-        return hashlib.sha256(self._steps.event.message.value).hexdigest()
+        return payload_hash(self._steps.event.message.value)
 
     def _check_budget(self, estimate: int) -> None:
         self._spec.budget.check(

@@ -2,9 +2,10 @@
 
 A redrive sends a dead event through the normal gates again. In one journal transaction the
 event is reset (state ``pending``, attempt count zero; mode ``fresh`` also forgets its recorded
-steps), its dead letter becomes ``redriven``, and the original message, byte for byte, is queued
-in the outbox for its source topic with an ``agentstream-identity`` header, so the identity
-survives even when it came from source coordinates. The outbox relay (of any running worker, or
+steps), its dead letter becomes ``redriven``, and the original message, byte for byte (a
+tombstone as a tombstone), is queued in the outbox for its source topic with an
+``agentstream-identity`` header, so the identity survives even when it came from source
+coordinates. The outbox relay (of any running worker, or
 of the command itself) publishes it; a worker claims and runs it like any delivery.
 
 Why this is safe:
@@ -57,11 +58,11 @@ def republish_record(letter: DeadLetterRecord) -> OutgoingRecord:
         for k, v in original.get("headers", [])
         if k != IDENTITY_OVERRIDE_HEADER
     )
-    key_b64 = original.get("key_b64")
+    key_b64, value_b64 = original.get("key_b64"), original["value_b64"]
     return OutgoingRecord(
         topic=env["source"]["topic"],
         key=None if key_b64 is None else base64.b64decode(key_b64),
-        value=base64.b64decode(original["value_b64"]),
+        value=None if value_b64 is None else base64.b64decode(value_b64),  # None: a tombstone
         headers=(*headers, (IDENTITY_OVERRIDE_HEADER, letter.event_id.encode())),
         dedupe_id=f"redrive:{letter.agent}:{letter.event_id}:{letter.id}",
     )

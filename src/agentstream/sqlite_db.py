@@ -23,9 +23,10 @@ import asyncio
 import contextlib
 import os
 import queue
+import re
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -240,6 +241,41 @@ class SqliteDatabase:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop closed while we worked
                 loop.call_soon_threadsafe(_resolve_all, items)
+
+
+def apply_schema(
+    conn: sqlite3.Connection, schema: str, nullable: Mapping[str, Sequence[str]] | None = None
+) -> None:
+    """Run a schema's statements in the caller's transaction and relax older tables.
+
+    ``schema`` is ``;``-separated statements, each ``IF NOT EXISTS``. A table of an older file
+    whose ``nullable`` columns (by table) still have a NOT NULL constraint is rebuilt (SQLite
+    cannot drop a column's constraint in place): it is renamed, created again from its
+    statement in ``schema``, filled with the old rows, and the old table is dropped with its
+    indexes, which the schema's statements then create again. No view, trigger or foreign key
+    may refer to a rebuilt table.
+    """
+    # executescript() would COMMIT the caller's transaction; run statements singly.
+    statements = [st for st in schema.split(";") if st.strip()]
+    for statement in statements:
+        conn.execute(statement)
+    rebuilt = False
+    for table, columns in (nullable or {}).items():
+        info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+        if not any(row[1] in columns and row[3] for row in info):
+            continue
+        [create] = [st for st in statements if re.search(rf"CREATE TABLE [^(]*\b{table} \(", st)]
+        names = ", ".join(f'"{row[1]}"' for row in info)
+        conn.execute(f'ALTER TABLE "{table}" RENAME TO "{table}_before_rebuild"')
+        conn.execute(create)
+        conn.execute(
+            f'INSERT INTO "{table}" ({names}) SELECT {names} FROM "{table}_before_rebuild"'
+        )
+        conn.execute(f'DROP TABLE "{table}_before_rebuild"')
+        rebuilt = True
+    if rebuilt:
+        for statement in statements:
+            conn.execute(statement)
 
 
 class SqliteFiles(Protocol):

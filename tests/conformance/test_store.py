@@ -412,6 +412,39 @@ async def test_long_payload_strings_are_stored_once_shared_with_prompts_and_read
     assert (await store.dead_letters(agent="a"))[0].envelope == envelope
 
 
+async def test_a_null_payload_stays_null_and_an_empty_one_empty_in_every_table(make_store):
+    store = await make_store(FakeClock())
+    tombstone, empty = message(1, None), message(2, b"")  # type: ignore[arg-type]
+    # the journaled source message
+    for event_id, msg in (("gone", tombstone), ("blank", empty)):
+        meta = dataclasses.replace(META, offset=msg.offset, message=msg)
+        claim = await store.claim("a", event_id, owner="w", lease_s=5, meta=meta)
+        record = await store.get_event("a", event_id)
+        assert record is not None and record.message is not None
+        assert record.message.value == msg.value
+        # the dead-letter record queued in the outbox
+        dlq = OutgoingRecord("dlq", b"customer-1", msg.value, (), f"dlq:a:{event_id}:1")
+        await store.dead_letter(
+            "a", event_id, claim.epoch, failure_class="poison", envelope={}, outputs=[dlq]
+        )
+        # the re-published message of a redrive
+        again = OutgoingRecord("tickets", b"customer-1", msg.value, (), f"redrive:{event_id}")
+        assert await store.redrive("a", event_id, mode=RedriveMode.RESUME, republish=[again])
+        assert [r.record.value for r in await store.outbox("a", event_id)] == [msg.value] * 2
+    assert [r.record.value for r in await store.claim_outbox("relay", limit=10, lease_s=5)] == [
+        None,
+        None,
+        b"",
+        b"",
+    ]
+    # a parked event behind a dead one
+    await kill(store, "e0")
+    assert await store.park("a", "p1", "customer-1", message(3, None))  # type: ignore[arg-type]
+    assert await store.park("a", "p2", "customer-1", message(4, b""))
+    parked = await store.parked("a", key="customer-1")
+    assert [p.message.value for p in parked] == [None, b""]
+
+
 async def test_events_are_filtered_by_key_time_offsets_and_ids_oldest_first(make_store):
     clock = FakeClock()
     store = await make_store(clock)

@@ -67,19 +67,39 @@ async def joined(env: TransportEnv, topic: str, group: str) -> tuple[Transport, 
     return t, listener
 
 
+async def round_trip(env: TransportEnv, sent: list[OutgoingRecord], group: str) -> list[Message]:
+    """Produce ``sent`` (all to one topic), then consume as many records in a new group."""
+    await produce(env, sent)
+    t, _ = await joined(env, sent[0].topic, group)
+    try:
+        return await consume(t, len(sent))
+    finally:
+        await t.close()
+
+
 async def test_records_round_trip_with_key_value_and_headers(transport_env):
     topic = await transport_env.new_topic(4)
     sent = records(topic, 40)
-    await produce(transport_env, sent)
-    t, _ = await joined(transport_env, topic, "g-roundtrip")
-    try:
-        got = await consume(t, len(sent))
-    finally:
-        await t.close()
+    got = await round_trip(transport_env, sent, "g-roundtrip")
     assert sorted((m.key, m.value, m.headers) for m in got) == sorted(
         (r.key, r.value, r.headers) for r in sent
     )
     assert all(m.topic == topic for m in got)
+
+
+async def test_a_null_value_arrives_as_none_and_an_empty_one_as_empty_bytes(transport_env):
+    topic = await transport_env.new_topic(2)
+    sent = [
+        OutgoingRecord(topic, b"gone", None, (("n", b"0"),)),
+        OutgoingRecord(topic, b"blank", b"", (("n", b"1"),)),
+        OutgoingRecord(topic, None, None),
+    ]
+    got = await round_trip(transport_env, sent, "g-tombstones")
+    assert sorted((m.header("n") or b"", m.key or b"", m.value) for m in got) == [
+        (b"", b"", None),
+        (b"0", b"gone", None),
+        (b"1", b"blank", b""),
+    ]
 
 
 async def test_records_of_one_key_arrive_in_the_order_produced(transport_env):

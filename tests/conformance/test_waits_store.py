@@ -76,6 +76,18 @@ async def test_a_suspended_event_is_waiting_and_answers_claims_with_waiting(make
     assert await store.parked("a", releasable=True) == []
 
 
+async def test_a_waiting_tombstone_keeps_its_null_value(make_store):
+    clock = FakeClock()
+    store = await make_store(clock)
+    tombstone = Message("refunds", 1, 8, b"carol", None, timestamp_ms=1000)
+    meta = EventMeta("carol", "refunds", 1, 8, 1000, "tombstone", "g", message=tombstone)
+    claim = await store.claim("a", "e1", owner="w", lease_s=10, meta=meta)
+    wait = Wait(WAIT_SIGNAL, "approval", 0, None, clock.now, holds_key=True)
+    await store.suspend("a", "e1", claim.epoch, wait, wait_step(StepStatus.STARTED), "carol")
+    [row] = await store.waiting("a")
+    assert row.message == tombstone
+
+
 async def test_a_signal_makes_its_waiting_event_due_once(make_store):
     clock = FakeClock()
     store = await make_store(clock)

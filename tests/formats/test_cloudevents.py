@@ -116,6 +116,15 @@ def test_a_bare_ce_id_header_without_specversion_stays_a_plain_record_with_that_
     assert (event.identity, event.payload, event.decode_error) == ("x-1", {"a": 1}, None)
 
 
+def test_a_binary_mode_tombstone_is_a_cloudevent_without_data_a_bare_one_is_poison_if_required():
+    headers = {"ce_specversion": b"1.0", "ce_id": b"del-7", "ce_type": b"t", "ce_source": b"/s"}
+    decoded = CloudEventsDecoder().decode(_message(None, headers, key=b"k"))  # type: ignore[arg-type]
+    assert (decoded.payload, decoded.identity) == (None, "del-7")
+    with pytest.raises(UndecodablePayload, match="tombstone"):
+        CloudEventsDecoder().decode(_message(None, {}))  # type: ignore[arg-type]
+    assert CloudEventsDecoder(required=False).decode(_message(None, {})).payload is None  # type: ignore[arg-type]
+
+
 def test_the_structured_partitionkey_is_the_ordering_key_when_the_record_has_none():
     event = cloud_event("e-1")
     ce = CloudEvent({**event.get_attributes(), "partitionkey": "customer-9"}, event.get_data())

@@ -21,6 +21,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import BaseModel
 
 import agentstream
+from agentstream.event import Message
 from agentstream.formats.schema_registry import SchemaRegistryDecoder, SchemaRegistryEncoder
 from agentstream.journal.sqlite import SqliteStore
 from agentstream.testing import AppHarness
@@ -104,6 +105,13 @@ async def dead_letters(journal) -> list:
         return await store.dead_letters(limit=100)
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("fmt", ["avro", "json", "protobuf"])
+def test_a_tombstone_decodes_to_none_as_confluents_deserializers_read_it(fmt):
+    tombstone = Message("tickets", 0, 3, b"c1", None)
+    decoded = decoder(fmt, "http://127.0.0.1:9").decode(tombstone)  # no registry call made
+    assert (decoded.payload, decoded.attributes) == (None, {"schema_format": fmt})
 
 
 @pytest.mark.parametrize("fmt", ["avro", "json", "protobuf"])

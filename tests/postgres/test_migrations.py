@@ -9,6 +9,7 @@ import pytest
 from psycopg import sql
 
 from agentstream.backends import Backends
+from agentstream.event import Message
 from agentstream.failures import ConfigurationError
 from agentstream.journal import ShadowRun
 from agentstream.journal.postgres import PostgresStore, from_url
@@ -81,3 +82,40 @@ def test_journal_urls_pick_the_schema_and_pool_size_and_keep_libpq_options():
     assert (default.schema, default.conninfo) == ("agentstream", "postgresql://u@db/app")
     with pytest.raises(ConfigurationError):
         from_url("postgresql://u@db/app?schema=bad;drop", Backends("x.db", "x.db"))
+
+
+async def test_a_journal_from_before_tombstones_takes_null_values_and_keeps_its_rows(pg_schema):
+    store = PostgresStore(postgres_dsn(), schema=pg_schema)
+    await store.open()
+    assert await store.park("a", "p0", "k", Message("t", 0, 0, b"k", b"old")) is False
+    await store.close()
+    # Given a journal from before migration 7: outbox and parked values NOT NULL, with a row
+    async with await psycopg.AsyncConnection.connect(postgres_dsn(), autocommit=True) as conn:
+        for table in ("as_outbox", "as_parked"):
+            await conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN value SET NOT NULL").format(
+                    sql.Identifier(pg_schema, table)
+                )
+            )
+        await conn.execute(
+            sql.SQL(
+                'INSERT INTO {} (agent, event_id, event_key, topic, partition, "offset", '
+                "timestamp_ms, key, value, headers, created_at) "
+                "VALUES ('a', 'p-old', 'k', 't', 0, 1, 5, 'k', 'old', '[]', 1.0)"
+            ).format(sql.Identifier(pg_schema, "as_parked"))
+        )
+        await conn.execute(
+            sql.SQL("DELETE FROM {} WHERE version = 7").format(
+                sql.Identifier(pg_schema, "as_migrations")
+            )
+        )
+    # When a worker opens it again and parks a tombstone behind the old row
+    store = PostgresStore(postgres_dsn(), schema=pg_schema)
+    await store.open()
+    try:
+        assert await store.park("a", "p-new", "k", Message("t", 0, 2, b"k", None, timestamp_ms=5))
+        # Then the migration ran and both rows are there, the null one as None
+        assert [p.message.value for p in await store.parked("a", key="k")] == [b"old", None]
+    finally:
+        await store.close()
+    assert await migrations(pg_schema) == [v for v, _, _ in MIGRATIONS]

@@ -62,6 +62,14 @@ def test_binary_bodies_travel_as_base64_and_text_bodies_as_themselves():
     assert binary.attributes[BODY_ATTRIBUTE].value == "base64"
 
 
+def test_a_tombstone_travels_as_a_flagged_null_body_and_a_bare_null_body_stays_bytes():
+    tombstone = OutgoingRecord("t", b"k", None, (("id", b"e-1"),))
+    enc, dec = _through_codec(tombstone, fifo=False)
+    assert (enc.body, enc.attributes[BODY_ATTRIBUTE].value) == ("null", "null")  # never empty
+    assert (dec.key, dec.value, dec.headers) == (b"k", None, (("id", b"e-1"),))
+    assert decode_message("null", {}, None).value == b"null"
+
+
 def test_headers_that_do_not_fit_as_attributes_are_packed_in_order():
     few = encode_record(AWKWARD[0], fifo=False)
     assert set(few.attributes) == {KEY_ATTRIBUTE, "id"}

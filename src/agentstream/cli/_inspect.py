@@ -173,14 +173,16 @@ def event_json(record: EventRecord) -> dict[str, Any]:
     if msg is not None:
         out["message"] = {
             "key": text_of(msg.key),
-            "value_b64": base64.b64encode(msg.value).decode(),
+            "value_b64": None if msg.value is None else base64.b64encode(msg.value).decode(),
             "value_text": _maybe_text(msg.value),
             "headers": {k: text_of(v) for k, v in msg.headers},
         }
     return out
 
 
-def _maybe_text(raw: bytes) -> str | None:
+def _maybe_text(raw: bytes | None) -> str | None:
+    if raw is None:  # a tombstone
+        return None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -173,7 +173,8 @@ def show(
     for row in found["outbox"]:
         rec = row.record
         state = "published" if row.published_at else "pending"
-        console.print(f"output #{row.seq} -> {rec.topic} ({state}): {rec.value[:500]!r}")
+        value = "tombstone" if rec.value is None else repr(rec.value[:500])
+        console.print(f"output #{row.seq} -> {rec.topic} ({state}): {value}")
     for d in found["dead_letters"]:
         console.print(f"dead letter {d.id}: {d.failure_class} ({d.status})")
     for line in signals_lines(found["signals"]):

@@ -52,14 +52,17 @@ def record_from_line(
     event identity). With ``cloudevents`` the line is the data of a CloudEvent in binary mode
     (``ce_*`` headers) or structured mode (one ``application/cloudevents+json`` document); its
     id is the ``id_field`` value, else a hash of the line, so producing a file twice produces
-    the same events. Envelope mode: the line is ``{"key": ..., "value": ..., "headers": {...}}``.
+    the same events. Envelope mode: the line is ``{"key": ..., "value": ..., "headers": {...}}``;
+    a ``"value": null`` is a tombstone (a record with a null value, as Kafka tools write it).
     """
     data: Any = json.loads(line)
     if envelope:
         if not isinstance(data, dict) or "value" not in data:
             raise ValueError('envelope lines need {"value": ..., "key": ..., "headers": {...}}')
         value = data["value"]
-        raw = value.encode() if isinstance(value, str) else json.dumps(value).encode()
+        raw: bytes | None = None  # null: a tombstone
+        if value is not None:
+            raw = value.encode() if isinstance(value, str) else json.dumps(value).encode()
         key = data.get("key")
         headers = tuple((str(k), str(v).encode()) for k, v in (data.get("headers") or {}).items())
         return OutgoingRecord(topic, None if key is None else str(key).encode(), raw, headers)
@@ -114,7 +117,10 @@ def produce(
         ),
     ] = None,
     envelope: Annotated[
-        bool, typer.Option(help='Lines are {"key", "value", "headers"} envelopes.')
+        bool,
+        typer.Option(
+            help='Lines are {"key", "value", "headers"} envelopes; "value": null is a tombstone.'
+        ),
     ] = False,
     cloudevents: Annotated[
         CloudEventsMode | None,

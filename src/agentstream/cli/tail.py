@@ -90,7 +90,9 @@ def _print(message: Message, as_json: bool) -> None:
     )
 
 
-def _value(raw: bytes) -> str:
+def _value(raw: bytes | None) -> str:
+    if raw is None:
+        return "(tombstone: null value)"
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -98,11 +100,14 @@ def _value(raw: bytes) -> str:
 
 
 def _json(message: Message) -> dict[str, Any]:
-    try:
-        value: Any = message.value.decode("utf-8")
-        encoding = "text"
-    except UnicodeDecodeError:
-        value, encoding = message.value.hex(), "hex"
+    raw = message.value
+    value: Any = None
+    encoding = "tombstone"
+    if raw is not None:
+        try:
+            value, encoding = raw.decode("utf-8"), "text"
+        except UnicodeDecodeError:
+            value, encoding = raw.hex(), "hex"
     return {
         "topic": message.topic,
         "partition": message.partition,

@@ -78,7 +78,7 @@ async def consume(db: str, ledger_path: str, llm_url: str, model: str) -> None:
         if room <= 0:
             await asyncio.sleep(0.01)
         for m in messages:
-            task = asyncio.create_task(handle(m.value))
+            task = asyncio.create_task(handle(m.value or b""))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             task.add_done_callback(functools.partial(_ack, transport, m))

@@ -63,7 +63,7 @@ def _kafka_message(message: Message) -> KafkaMessage:
     return KafkaMessage(
         headers={name.lower(): value for name, value in message.headers},
         key=message.key,
-        value=message.value,
+        value=message.value,  # type: ignore[arg-type]  # None (a tombstone): no data
     )
 
 
@@ -104,6 +104,8 @@ class CloudEventsDecoder:
         if mode is None:
             if not self.required:
                 return Decoded(message.value)
+            if message.value is None:
+                raise UndecodablePayload("a tombstone (null value) without ce_ headers")
             mode = "structured"
         from cloudevents.core.bindings import kafka as ce_kafka
 

@@ -180,6 +180,8 @@ class SchemaRegistryDecoder:
     def decode(self, message: Message) -> Decoded:
         """Read the schema id, fetch the schema and deserialize the value."""
         value = message.value
+        if value is None:  # a tombstone, as Confluent's deserializers read it: no record
+            return Decoded(None, attributes={"schema_format": str(self.format)})
         if len(value) < 5 or value[0] != 0:
             raise UndecodablePayload(
                 "not in the Schema Registry wire format (no magic byte 0 and schema id)"

@@ -176,7 +176,7 @@ def stored_message_values(
         if message is None:
             columns.append((None, None))
             continue
-        split = split_payload(message.value)
+        split = None if message.value is None else split_payload(message.value)  # None: tombstone
         if split is None:
             columns.append((message.value, None))
         else:

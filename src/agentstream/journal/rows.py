@@ -96,7 +96,8 @@ def event_from_row(row: Sequence[Any], blobs: Mapping[str, str] | None = None) -
     """
     message = None
     value = message_value(row[22], row[24], blobs or {})
-    if value is not None and row[9] is not None:
+    # The headers column tells a journaled message from none (a tombstone's value is NULL).
+    if row[23] is not None and row[9] is not None:
         message = Message(
             topic=row[9],
             partition=row[10],

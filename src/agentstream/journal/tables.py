@@ -9,6 +9,7 @@ had, so a migrated schema and a fresh one are the same.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "BLOBS_PACKED",
     "CORE",
     "EVENTS_AUTOVACUUM",
+    "NULLABLE_VALUES",
     "OUTBOX_LANES",
     "PACKED",
     "PACKED_BLOB_BODIES",
@@ -27,6 +29,7 @@ __all__ = [
     "WAITS",
     "Dialect",
     "render",
+    "without_not_null",
 ]
 
 
@@ -200,6 +203,23 @@ CREATE TABLE {ine}{p}as_entity_versions (
 ){norowid}
 """
 """Events, steps, failures, outbox, dead letters, parked events, shadow runs, entity versions."""
+
+NULLABLE_VALUES: dict[str, tuple[str, ...]] = {"as_outbox": ("value",), "as_parked": ("value",)}
+"""Columns that :data:`CORE` declares NOT NULL (its released text) and that hold NULL since
+tombstones (a message whose value is null, not empty) are journaled: PostgreSQL drops the
+constraints in migration 7, SQLite creates them without it (and rebuilds older files)."""
+
+
+def without_not_null(template: str, columns: dict[str, tuple[str, ...]]) -> str:
+    """``template`` with the NOT NULL of ``columns`` (by table) removed."""
+    statements = template.split(";")
+    for i, statement in enumerate(statements):
+        for table, names in columns.items():
+            if re.search(rf"CREATE TABLE \S*{table} \(", statement):
+                for name in names:
+                    statements[i] = re.sub(rf"(\n\s+{name} \S+) NOT NULL", r"\1", statements[i])
+    return ";".join(statements)
+
 
 BLOBS = (
     "CREATE TABLE {ine}{p}as_blobs (digest TEXT PRIMARY KEY, body TEXT NOT NULL, "

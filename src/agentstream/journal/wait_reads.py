@@ -32,7 +32,7 @@ def waiting_from_row(
     """A waiting event from a row of :data:`WAIT_COLUMNS` (``blobs``: see ``event_from_row``)."""
     message = None
     value = message_value(r[15], r[17], blobs or {})
-    if value is not None and r[10] is not None:
+    if r[16] is not None and r[10] is not None:  # headers, as in rows.event_from_row
         message = Message(
             topic=r[10],
             partition=r[11],

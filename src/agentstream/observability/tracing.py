@@ -66,7 +66,7 @@ def consumer_attributes(event: Event, system: str, group: str) -> dict[str, Any]
         "messaging.operation.name": "process",
         "messaging.operation.type": "process",
         "messaging.destination.name": msg.topic,
-        "messaging.message.body.size": len(msg.value),
+        "messaging.message.body.size": 0 if msg.value is None else len(msg.value),
     }
     if system:
         attributes["messaging.system"] = system

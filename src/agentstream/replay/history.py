@@ -126,7 +126,7 @@ async def import_history(store: Store, agent: str, path: str | Path) -> int:
             partition=m["partition"],
             offset=m["offset"],
             key=_unb64(m["key"]),
-            value=_unb64(m["value"]) or b"",
+            value=_unb64(m["value"]),
             headers=tuple((k, _unb64(v) or b"") for k, v in m["headers"]),
             timestamp_ms=m["timestamp_ms"],
         )
@@ -159,7 +159,7 @@ async def import_history(store: Store, agent: str, path: str | Path) -> int:
             OutgoingRecord(
                 topic=o["topic"],
                 key=_unb64(o["key"]),
-                value=_unb64(o["value"]) or b"",
+                value=_unb64(o["value"]),
                 headers=tuple((k, _unb64(v) or b"") for k, v in o["headers"]),
                 dedupe_id=o["dedupe_id"],
             )

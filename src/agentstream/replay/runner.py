@@ -205,7 +205,7 @@ def _verify(
         for n, (a, b) in enumerate(zip(outputs, live, strict=False)):
             if comparable(a) != comparable(b):
                 detail = (
-                    f"output {n} differs: rebuilt {a.value[:200]!r}, recorded {b.value[:200]!r}"
+                    f"output {n} differs: rebuilt {_head(a.value)!r}, recorded {_head(b.value)!r}"
                 )
                 break
         return RecordedResult(record.event_id, record.key, "different", detail, len(outputs))
@@ -253,7 +253,13 @@ def _llm_view(steps: Sequence[StepRecord]) -> dict[str, Any]:
     }
 
 
-def _text(value: bytes) -> str:
+def _head(value: bytes | None) -> bytes | None:
+    return None if value is None else value[:200]
+
+
+def _text(value: bytes | None) -> str | None:
+    if value is None:  # a tombstone
+        return None
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:

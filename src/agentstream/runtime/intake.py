@@ -40,6 +40,10 @@ def interpret(spec: AgentSpec, message: Message) -> Event:
         error = UndecodablePayload(f"decoder {type(spec.decoder).__name__} failed: {exc!r}")
     payload: Any = decoded.payload
     ok = error is None
+    # A tombstone has no payload: identity, key and version functions are not asked about it;
+    # its identity comes from headers (else its coordinates), its key is the record key.
+    if message.value is None and payload is None:
+        ok = False
     override = text_of(message.header(IDENTITY_OVERRIDE_HEADER))
     try:
         if override:

@@ -8,7 +8,8 @@ During a rebalance two members may briefly read the same partition; the journal'
 makes that harmless, and committed offsets only ever move forward.
 
 Outgoing records with a ``dedupe_id`` are written at most once per topic, so re-emitting an
-output after a crash never duplicates it here.
+output after a crash never duplicates it here. A record's value may be null (a tombstone, as on
+Kafka), which is read back as None, not as empty bytes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from agentstream.event import (
     decode_headers,
     encode_headers,
 )
-from agentstream.sqlite_db import SqliteDatabase, sqlite_path
+from agentstream.sqlite_db import SqliteDatabase, apply_schema, sqlite_path
 from agentstream.transports.base import RebalanceListener
 from agentstream.transports.offsets import OffsetTracker
 
@@ -48,7 +49,7 @@ CREATE TABLE IF NOT EXISTS log_partitions (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_records (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
-    key BLOB, value BLOB NOT NULL, headers TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,
+    key BLOB, value BLOB, headers TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,
     dedupe_id TEXT,
     PRIMARY KEY (topic, partition, "offset")
 );
@@ -75,10 +76,11 @@ def partition_for(key: bytes | None, partitions: int, fallback: int) -> int:
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the log's tables (inside the caller's transaction)."""
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    """Create the log's tables (inside the caller's transaction).
+
+    A log written before null values were accepted gets its records table rebuilt, rows kept.
+    """
+    apply_schema(conn, _SCHEMA, {"log_records": ("value",)})
 
 
 def _ensure_topic(conn: sqlite3.Connection, topic: str, partitions: int) -> int:

@@ -551,7 +551,7 @@ def to_message(m: KafkaMessage) -> Message:
         partition=partition,
         offset=offset,
         key=m.key(),
-        value=m.value() or b"",
+        value=m.value(),  # None for a tombstone, b"" for an empty value
         headers=_headers(raw_headers),
         timestamp_ms=ts if kind else 0,
     )

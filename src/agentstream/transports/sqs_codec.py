@@ -5,7 +5,9 @@ group id and a deduplication id. Records carry bytes, a key and ordered headers.
 
 * **Value.** Sent as the body when it is text SQS accepts (UTF-8 of the characters SQS allows,
   no carriage return); otherwise base64, flagged by the ``agentstream-body`` attribute, so the
-  bytes come back untouched.
+  bytes come back untouched. SQS has no null body: a tombstone (value None) is sent as the
+  body ``null`` flagged ``agentstream-body: null``, and comes back as None (a body ``null``
+  without the flag is the four bytes ``null``).
 * **Key.** On FIFO queues the key is the ``MessageGroupId`` (the key text when it is a valid
   group id, else ``h-`` and its SHA-256); the exact key bytes also travel in the
   ``agentstream-key`` attribute (``String`` when it is text, else ``Binary``). A received
@@ -43,6 +45,8 @@ HEADERS_ATTRIBUTE = "agentstream-headers"
 BODY_ATTRIBUTE = "agentstream-body"
 DROPPED_HEADER = "agentstream-dropped-headers"
 RESERVED_ATTRIBUTES = frozenset({KEY_ATTRIBUTE, HEADERS_ATTRIBUTE, BODY_ATTRIBUTE})
+TOMBSTONE_BODY = "null"
+"""Body and ``agentstream-body`` flag of a tombstone (SQS refuses an empty body)."""
 MAX_ATTRIBUTES = 10
 DEFAULT_GROUP = "default"
 """Group id of records without a key on FIFO destinations (one group: produced order)."""
@@ -154,8 +158,11 @@ def _encode(
     record: OutgoingRecord, headers: Headers, *, fifo: bool, content_dedupe: bool
 ) -> EncodedRecord:
     attributes: dict[str, Attribute] = {}
-    text = _as_text(record.value)
-    if text is None:
+    text = None if record.value is None else _as_text(record.value)
+    if record.value is None:
+        body = TOMBSTONE_BODY
+        attributes[BODY_ATTRIBUTE] = Attribute("String", TOMBSTONE_BODY)
+    elif text is None:
         body = base64.b64encode(record.value).decode()
         attributes[BODY_ATTRIBUTE] = Attribute("String", "base64")
     else:
@@ -220,7 +227,7 @@ class DecodedMessage:
     """The agentstream view of a received SQS message's content."""
 
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: Headers
 
 
@@ -243,12 +250,15 @@ def decode_message(
         group_id: Its ``MessageGroupId`` (FIFO queues), else None.
     """
     encoding = attributes.get(BODY_ATTRIBUTE)
-    value = body.encode()
-    if encoding is not None and _attribute_bytes(encoding) == b"base64":
+    flag = None if encoding is None else _attribute_bytes(encoding)
+    value: bytes | None = body.encode()
+    if flag == b"base64":
         try:
             value = base64.b64decode(body, validate=True)
         except binascii.Error:
             value = body.encode()
+    elif flag == TOMBSTONE_BODY.encode():
+        value = None
     key_attr = attributes.get(KEY_ATTRIBUTE)
     if key_attr is not None:
         key: bytes | None = _attribute_bytes(key_attr)

@@ -22,6 +22,7 @@ from agentstream.journal.tables import (
     BLOBS,
     CORE,
     EVENTS_AUTOVACUUM,
+    NULLABLE_VALUES,
     OUTBOX_LANES,
     PACKED,
     POSTGRES,
@@ -56,6 +57,15 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         6,
         "status without scans: unpriced model calls, waiting events, events autovacuum",
         render(STATUS + ";" + EVENTS_AUTOVACUUM, POSTGRES),
+    ),
+    (
+        7,
+        "tombstones: outbox and parked values may be null",
+        ";".join(
+            f"ALTER TABLE {{s}}.{table} ALTER COLUMN {column} DROP NOT NULL"
+            for table, columns in NULLABLE_VALUES.items()
+            for column in columns
+        ),
     ),
 )
 """``(version, name, statements)``; ``{s}`` in the statements is the quoted schema name."""

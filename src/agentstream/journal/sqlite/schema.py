@@ -7,20 +7,23 @@ import sqlite3
 from agentstream.journal.tables import (
     BLOBS_PACKED,
     CORE,
+    NULLABLE_VALUES,
     OUTBOX_LANES,
     PACKED_COLUMNS,
     SQLITE,
     STATUS,
     WAITS,
     render,
+    without_not_null,
 )
+from agentstream.sqlite_db import apply_schema
 
 SCHEMA_VERSION = 5
 
 SCHEMA = ";".join(
     [
         "CREATE TABLE IF NOT EXISTS as_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
-        render(CORE, SQLITE),
+        render(without_not_null(CORE, NULLABLE_VALUES), SQLITE),
         render(OUTBOX_LANES, SQLITE),
         render(BLOBS_PACKED, SQLITE),
         render(WAITS, SQLITE),
@@ -60,10 +63,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     """Create the schema, or bring an older file up to :data:`SCHEMA_VERSION` in place."""
     if "digest" in _columns(conn, "as_blobs") and "body_z" not in _columns(conn, "as_blobs"):
         _rebuild_blobs(conn)
-    # executescript() would COMMIT our group-commit transaction; run statements singly.
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    apply_schema(conn, SCHEMA, NULLABLE_VALUES)  # files from before tombstones: NOT NULL values
     have = _columns(conn, "as_events")
     for column, kind in ADDED_EVENT_COLUMNS:
         if column not in have:  # a version-1 file: add the columns, keep the rows
