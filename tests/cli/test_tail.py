@@ -43,3 +43,21 @@ async def test_tail_prints_every_record_of_a_topic_as_json_lines(kind, request, 
     text = agentstream("tail", topic, "--broker", url, "--max", "5", "--idle", "20", cwd=tmp_path)
     if kind != "sqs":  # SQS hides what the first tail received for its visibility timeout
         assert text.stdout.count("[not markup] ünïcode") == 5, text.stdout + text.stderr
+
+
+async def test_tail_shows_a_tombstone_as_null_and_an_empty_value_as_empty_text(tmp_path):
+    lines = [{"key": "k1", "value": None}, {"key": "k2", "value": ""}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    url = "sqlite:///log.db"
+    out = agentstream("produce", "t", "in.jsonl", "--envelope", "--broker", url, cwd=tmp_path)
+    assert out.code == 0, out.stderr
+    out = agentstream("tail", "t", "--broker", url, "--json", "--max", "2", "--idle", "5",
+                      cwd=tmp_path)  # fmt: skip
+    assert out.code == 0, out.stderr
+    got = {
+        g["key"]: (g["value"], g["value_encoding"])
+        for g in map(json.loads, out.stdout.splitlines())
+    }
+    assert got == {"k1": (None, "tombstone"), "k2": ("", "text")}
+    text = agentstream("tail", "t", "--broker", url, "--max", "2", "--idle", "5", cwd=tmp_path)
+    assert "(tombstone: null value)" in text.stdout, text.stdout + text.stderr
