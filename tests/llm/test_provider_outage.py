@@ -31,8 +31,10 @@ from agentstream.event import OutgoingRecord
 from tests.services import start_logged, stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS, KEYS, WORKERS = 200, 40, 2
-OUTAGE_S = 20.0
+# CI runs 200 events through a 20 s outage; AGENTSTREAM_SOAK=1 runs 400 through 60 s.
+SOAK = os.environ.get("AGENTSTREAM_SOAK") == "1"
+EVENTS, KEYS, WORKERS = (400 if SOAK else 200), 40, 2
+OUTAGE_S = 60.0 if SOAK else 20.0
 
 
 def free_port() -> int:
