@@ -76,6 +76,28 @@ def test_several_workers_name_themselves_and_all_drain_on_sigterm(tmp_path):
     assert "Traceback" not in text
 
 
+def test_json_log_lines_of_several_workers_carry_the_worker_id(tmp_path):
+    target = write_app(tmp_path, "lines", APP)
+    produce(tmp_path, 20)
+    run = Running("run", target, "--workers", "2", "--log-json", cwd=tmp_path)
+
+    def records(lines: list[str]) -> list[dict]:
+        return [json.loads(x) for x in lines if x.startswith("{")]
+
+    try:
+        run.wait_for(
+            lambda lines: (
+                {r.get("worker") for r in records(lines) if "started" in r["msg"]} >= {"1", "2"}
+            )
+        )
+        code, _seconds = run.stop(signal.SIGTERM)
+    finally:
+        run.kill()
+    assert code == 0, "\n".join(run.lines)
+    # Every line a worker wrote names it, as the plain-text lines' "[worker N]" does
+    assert all(r.get("worker") in {"1", "2"} for r in records(run.lines)), "\n".join(run.lines)
+
+
 def test_a_stop_signal_while_the_app_is_still_loading_exits_0_at_once(tmp_path):
     target = write_app(tmp_path, "lines", APP)
     run = Running("run", target, cwd=tmp_path, env={"SLOW_IMPORT_S": "30"})

@@ -74,7 +74,8 @@ def run(
     if log_json:
         from agentstream.observability import configure_json_logging
 
-        configure_json_logging(log_level)
+        worker_id = os.environ.get(WORKER_ID_ENV)
+        configure_json_logging(log_level, fields={"worker": worker_id} if worker_id else None)
         quiet_http_clients(log_level)
     else:
         setup_logging(log_level, worker_label())

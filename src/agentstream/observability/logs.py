@@ -58,7 +58,15 @@ class EventLogMiddleware(Middleware):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, event fields, trace ids."""
+    """One JSON object per record: time, level, logger, message, event fields, trace ids.
+
+    Args:
+        fields: Put on every line (``{"worker": "2"}`` for a worker of ``run --workers``).
+    """
+
+    def __init__(self, fields: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.fields = dict(fields or {})
 
     def format(self, record: logging.LogRecord) -> str:
         """Render a record."""
@@ -70,6 +78,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        out.update(self.fields)
         event = current_event.get()
         if event:
             out.update(event)
@@ -82,10 +91,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def configure_json_logging(level: str | int = "INFO", stream: Any = None) -> logging.Handler:
-    """Send every log record to ``stream`` (default stderr) as JSON; return the handler."""
+def configure_json_logging(
+    level: str | int = "INFO", stream: Any = None, fields: dict[str, str] | None = None
+) -> logging.Handler:
+    """Send every log record to ``stream`` (default stderr) as JSON; return the handler.
+
+    ``fields`` go on every line (the CLI adds ``worker`` under ``run --workers``).
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(fields))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
